@@ -1,0 +1,177 @@
+"""Shared machinery of the dense tasks: target batching, deep supervision over scales, resizing, cropping.
+
+A concrete dense task only says what is specific to it: channels, output stride, how targets become tensors
+(:meth:`DenseTask.target_tensor`), the per-image loss on logits at target resolution
+(:meth:`DenseTask.pixel_loss`) and how logits become a prediction (:meth:`DenseTask.activate`).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ubernet.data.sample import Sample
+from ubernet.errors import ConfigError
+from ubernet.models.heads import DenseHead, DenseOutput
+from ubernet.models.trunks.base import TapSpec
+from ubernet.tasks.base import Task
+
+
+class DenseTask(Task):
+    """A per-pixel task with a :class:`DenseHead` branch.
+
+    Args:
+        loss_weight: gamma_t of the paper's Eq. 1.
+        scale_loss_weight: weight of the loss on each pyramid scale's own output (deep supervision); the fused
+            output has weight 1. Ignored with a single scale (the scale output *is* the fused output).
+        out_stride: output resolution relative to the input; the default is the task's (1 or 4).
+    """
+
+    #: target field read from the sample (the first of ``fields``).
+    default_stride: int = 1
+    #: value used to pad dense targets beyond an image's real size (ignored by the loss).
+    pad_value: float = 255
+
+    def __init__(self, *, loss_weight: float = 1.0, scale_loss_weight: float = 0.5,
+                 out_stride: int | None = None) -> None:
+        super().__init__(loss_weight=loss_weight)
+        self.scale_loss_weight = float(scale_loss_weight)
+        self.out_stride = int(out_stride or self.default_stride)
+        if self.out_stride not in (1, 2, 4, 8):
+            raise ConfigError(f"{self.name}.out_stride must be one of 1, 2, 4, 8; got {out_stride}")
+
+    @property
+    @abstractmethod
+    def out_channels(self) -> int:
+        """Number of output channels."""
+
+    # --- model side -------------------------------------------------------------------------------------------
+    def build_head(self, *, taps: Sequence[TapSpec], num_scales: int) -> DenseHead:
+        return DenseHead(taps=taps, out_channels=self.out_channels, out_stride=self.out_stride,
+                         num_scales=num_scales)
+
+    @abstractmethod
+    def target_tensor(self, sample: Sample) -> torch.Tensor:
+        """One image's target as a tensor ``[K, H, W]`` (K target channels) at the image's size."""
+
+    def collate(self, samples: Sequence[Sample], image_hw: tuple[int, int]) -> torch.Tensor:
+        """Targets ``Tensor[B, K, H, W]`` padded to ``image_hw`` with :attr:`pad_value` (ignored)."""
+        out = []
+        for s in samples:
+            t = self.target_tensor(s)
+            ph, pw = image_hw[0] - t.shape[-2], image_hw[1] - t.shape[-1]
+            if ph < 0 or pw < 0:
+                raise ValueError(f"sample {s.id!r}: target {tuple(t.shape[-2:])} larger than batch {image_hw}")
+            if ph or pw:
+                t = F.pad(t, (0, pw, 0, ph), value=self.pad_value)
+            out.append(t)
+        return torch.stack(out)
+
+    # --- loss -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-image losses ``Tensor[B]`` for logits ``[B, C, H, W]`` at the target's resolution."""
+
+    def upsample(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits at stride ``s`` (``h×w``) bilinearly upsampled to the ``s·h × s·w`` grid they cover."""
+        if self.out_stride == 1:
+            return logits
+        size = (logits.shape[-2] * self.out_stride, logits.shape[-1] * self.out_stride)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def to_target_size(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Logits upsampled to full resolution and cropped to the (padded) target's size."""
+        return self.upsample(logits)[..., : target.shape[-2], : target.shape[-1]]
+
+    def loss(self, output: DenseOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        # Losses run in fp32 even under autocast: sums of many small per-pixel terms lose bits in bf16.
+        fused = self.pixel_loss(self.to_target_size(output.fused.float(), targets), targets).sum()
+        losses = {self.name: fused}
+        if len(output.scales) > 1 and self.scale_loss_weight > 0:
+            side = sum(self.pixel_loss(self.to_target_size(s.float(), targets), targets).sum()
+                       for s in output.scales)
+            losses[f"{self.name}_scales"] = self.scale_loss_weight * side
+        return losses
+
+    # --- prediction -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Turn full-resolution logits ``[B, C, H, W]`` into the prediction tensor (probabilities, ...)."""
+
+    def predict(self, output: DenseOutput, image_sizes: Sequence[tuple[int, int]]) -> list[Any]:
+        pred = self.activate(self.upsample(output.fused.float()))
+        return [self.to_numpy(pred[i, ..., :h, :w]) for i, (h, w) in enumerate(image_sizes)]
+
+    def to_numpy(self, pred: torch.Tensor) -> np.ndarray:
+        """One image's prediction tensor as the numpy array that :meth:`save` and the metric take."""
+        return pred.detach().cpu().numpy()
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """HED's class-balanced binary cross-entropy, per image.
+
+    Positives are weighted by the fraction of negatives and negatives by the fraction of positives (counted
+    per image over valid pixels), then the weighted sum is divided by the number of valid pixels.
+
+    Args:
+        logits: ``[B, C, H, W]`` raw scores.
+        target: ``[B, C, H, W]`` in {0, 1} (values at invalid pixels are ignored).
+        valid: ``[B, C, H, W]`` bool, pixels that count.
+
+    Returns:
+        ``Tensor[B]`` per-image losses (0 for an image without valid pixels).
+    """
+    validf = valid.float()
+    pos = (target > 0.5).float() * validf
+    neg = validf - pos
+    dims = tuple(range(1, logits.dim()))
+    n_pos = pos.sum(dims, keepdim=True)
+    n_neg = neg.sum(dims, keepdim=True)
+    n = (n_pos + n_neg).clamp(min=1)
+    weight = pos * (n_neg / n) + neg * (n_pos / n)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, pos, reduction="none")
+    return (weight * per_pixel).sum(dims) / n.flatten()
+
+
+class LabelTask(DenseTask):
+    """Per-pixel classification into ``num_classes`` labels (0 = background, 255 = ignore) with CE loss.
+
+    The prediction is the argmax label map ``uint8 H×W`` of bilinearly upsampled logits.
+    """
+
+    default_stride = 4
+
+    def __init__(self, *, num_classes: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        if not 2 <= int(num_classes) <= 255:
+            raise ConfigError(f"{self.name}.num_classes must be in 2..255 (background included), got {num_classes}")
+        self.num_classes = int(num_classes)
+
+    @property
+    def out_channels(self) -> int:
+        return self.num_classes
+
+    def target_tensor(self, sample: Sample) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(sample.targets[self.fields[0]])).long()
+        bad = (t >= self.num_classes) & (t != 255)
+        if bool(bad.any()):
+            raise ValueError(f"sample {sample.id!r}: {self.name} labels {sorted(set(t[bad].tolist()))} are outside "
+                             f"0..{self.num_classes - 1} (and 255 = ignore)")
+        return t[None]
+
+    def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        t = target[:, 0]
+        ce = F.cross_entropy(logits, t, ignore_index=255, reduction="none")
+        valid = (t != 255).float()
+        return (ce * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(1).to(torch.uint8)
+
+    def summary_keys(self) -> tuple[str, ...]:
+        return ("miou",)

@@ -1,0 +1,165 @@
+"""Multi-task backward passes: the plain summed one and the memory-bounded one of the paper (Fig. 4).
+
+Both compute the gradient of ``sum_t gamma_t * L_t`` for the tasks a batch is labelled for, and leave it in
+``p.grad`` of the trunk (with its tap BNs) and of each task's head.
+
+*Summed* keeps every branch's graph alive until one backward of the summed loss: memory grows with the number
+of tasks T. *Bounded* runs the trunk once (optionally checkpointed, so only ~sqrt(L) anchors are kept), detaches
+the tap tensors, and then, task by task, runs that task's branch from the detached taps, back-propagates its
+loss — which *adds* its gradient into the taps' ``.grad`` buffers — and frees the branch before the next task
+starts. A single trunk backward from the accumulated tap gradients finishes the step. Peak memory is the
+trunk's plus *one* branch's, whatever T. Gradients are identical up to float summation order.
+
+Optionally the per-task gradients at the branching point can be combined by PCGrad (Yu et al., NeurIPS 2020)
+instead of summed: they exist anyway in the bounded pass, at the cost of one copy of the tap gradients per task.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ubernet.models.ubernet import Features, UberNet
+
+#: (task name, batch indices labelled for it, collated targets of those samples)
+TaskBatch = tuple[str, list[int], Any]
+#: maps (task name, named losses) -> the scalar to back-propagate (gamma_t, uncertainty weighting, ...)
+Weigher = Callable[[str, Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+def default_weigher(model: UberNet) -> Weigher:
+    """``gamma_t * sum(named losses)`` with the task's configured ``loss_weight``."""
+
+    def weigh(task: str, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return model.tasks[task].loss_weight * sum(losses.values())  # type: ignore[return-value]
+
+    return weigh
+
+
+def _subset(feats: Features, idx: list[int], batch: int) -> Features:
+    """Features of the samples ``idx`` only (no copy when all are selected)."""
+    if len(idx) == batch:
+        return feats
+    index = torch.tensor(idx, device=feats[0][0].device)
+    return [[t.index_select(0, index) for t in scale] for scale in feats]
+
+
+def summed_backward(
+    model: UberNet,
+    images: torch.Tensor,
+    image_sizes: Sequence[tuple[int, int]],
+    tasks: Sequence[TaskBatch],
+    weigh: Weigher | None = None,
+) -> dict[str, dict[str, float]]:
+    """Plain multi-task backward: all branches alive, one backward of the summed weighted loss.
+
+    Returns the named losses of every task as floats (for logging).
+    """
+    weigh = weigh or default_weigher(model)
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    feats = model.features(images)
+    total = feats[0][0].new_zeros(())
+    logged: dict[str, dict[str, float]] = {}
+    for name, idx, targets in tasks:
+        sub = _subset(feats, idx, images.shape[0])
+        out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx], targets=targets)
+        losses = model.tasks[name].loss(out, targets)
+        logged[name] = {k: float(v.detach()) for k, v in losses.items()}
+        total = total + weigh(name, losses)
+    total.backward()
+    return logged
+
+
+def bounded_backward(
+    model: UberNet,
+    images: torch.Tensor,
+    image_sizes: Sequence[tuple[int, int]],
+    tasks: Sequence[TaskBatch],
+    weigh: Weigher | None = None,
+    *,
+    combine: str = "sum",
+    generator: random.Random | None = None,
+    finite_check: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Memory-bounded multi-task backward (see the module docstring).
+
+    Args:
+        combine: ``"sum"`` (the paper) or ``"pcgrad"`` (project conflicting per-task tap gradients).
+        generator: random order of PCGrad's projections (seeded by the caller for reproducibility).
+        finite_check: skip the trunk backward when a task loss is not finite (the caller then drops the sample).
+
+    Returns the named losses of every task as floats.
+    """
+    if combine not in ("sum", "pcgrad"):
+        raise ValueError(f"combine must be 'sum' or 'pcgrad', got {combine!r}")
+    weigh = weigh or default_weigher(model)
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    feats = model.features(images)
+    flat = [t for scale in feats for t in scale]
+    # Branching point: detached leaves that collect every task's gradient w.r.t. the shared features.
+    leaves = [t.detach().requires_grad_(True) for t in flat]
+    shaped: Features = []
+    k = 0
+    for scale in feats:
+        shaped.append(leaves[k : k + len(scale)])
+        k += len(scale)
+    logged: dict[str, dict[str, float]] = {}
+    per_task: list[list[torch.Tensor]] = []
+    finite = True
+    for name, idx, targets in tasks:
+        sub = _subset(shaped, idx, images.shape[0])
+        out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx], targets=targets)
+        losses = model.tasks[name].loss(out, targets)
+        logged[name] = {k: float(v.detach()) for k, v in losses.items()}
+        loss = weigh(name, losses)
+        finite = finite and bool(torch.isfinite(loss))
+        if combine == "pcgrad":
+            before = [leaf.grad.clone() if leaf.grad is not None else None for leaf in leaves]
+        loss.backward()  # frees this branch's graph; adds into leaf.grad and the head's p.grad
+        del out, losses, loss
+        if combine == "pcgrad":
+            per_task.append([_diff(leaf.grad, b) for leaf, b in zip(leaves, before)])
+    if finite_check and not finite:
+        return logged
+    if combine == "pcgrad" and len(per_task) > 1:
+        grads = pcgrad(per_task, generator or random.Random(0))
+    else:
+        grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]
+    pairs = [(t, g) for t, g in zip(flat, grads) if t.requires_grad]
+    if pairs:
+        torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+    return logged
+
+
+def _diff(after: torch.Tensor | None, before: torch.Tensor | None) -> torch.Tensor:
+    if after is None:
+        raise RuntimeError("a task produced no gradient at the branching point")
+    return after.clone() if before is None else after - before
+
+
+def pcgrad(per_task: list[list[torch.Tensor]], rng: random.Random) -> list[torch.Tensor]:
+    """PCGrad over per-task gradients (each a list of tensors, treated as one flattened vector per task).
+
+    For each task g_i, in a random order over the others j: if g_i . g_j < 0, g_i -= (g_i . g_j)/|g_j|^2 g_j
+    (projections use the *original* g_j). Returns the sum of the projected gradients.
+    """
+    flat = [torch.cat([g.reshape(-1) for g in grads]) for grads in per_task]
+    projected = []
+    for i, gi in enumerate(flat):
+        g = gi.clone()
+        others = [j for j in range(len(flat)) if j != i]
+        rng.shuffle(others)
+        for j in others:
+            dot = torch.dot(g, flat[j])
+            if dot < 0:
+                g -= dot / flat[j].dot(flat[j]).clamp(min=1e-20) * flat[j]
+        projected.append(g)
+    total = torch.stack(projected).sum(0)
+    out, k = [], 0
+    for ref in per_task[0]:
+        out.append(total[k : k + ref.numel()].view_as(ref))
+        k += ref.numel()
+    return out

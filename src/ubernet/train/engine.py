@@ -1,0 +1,185 @@
+"""The trainer: one short training step; evaluation, checkpointing and logging are hooks.
+
+A step draws a batch from the union (one sample by default — the asynchronous rule streams samples), runs the
+multi-task backward (memory-bounded by default) over the tasks the batch is labelled for — others are not run
+(lazy evaluation) — checks that losses and gradients are finite, and hands the gradients to the asynchronous
+update rule, which updates each group whose sample counter is full.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ubernet.data.sample import Sample
+from ubernet.data.union import UnionSampler
+from ubernet.models.ubernet import UberNet
+from ubernet.train.async_sgd import AsyncSGD
+from ubernet.train.bounded import TaskBatch, bounded_backward, summed_backward
+from ubernet.train.checkpoint import capture_rng, prefixed, restore_rng
+from ubernet.train.weighting import UncertaintyWeighting
+
+
+def collate_images(samples: Sequence[Sample], size_divisor: int = 1) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Stack uint8 ``H×W×3`` images into ``Tensor[B, 3, H, W]`` float in [0, 255], zero-padded bottom/right to a
+    common size (rounded up to ``size_divisor``); returns the tensor and the real ``(H, W)`` of each image."""
+    sizes = [s.size for s in samples]
+    h = max(a for a, _ in sizes)
+    w = max(b for _, b in sizes)
+    h, w = -(-h // size_divisor) * size_divisor, -(-w // size_divisor) * size_divisor
+    out = torch.zeros(len(samples), 3, h, w)
+    for i, s in enumerate(samples):
+        a, b = s.size
+        out[i, :, :a, :b] = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).float()
+    return out, sizes
+
+
+@dataclass
+class StepResult:
+    """What one step did: per-task named losses, groups updated, whether the batch was skipped."""
+
+    step: int
+    losses: dict[str, dict[str, float]]
+    updated: list[str] = field(default_factory=list)
+    skipped: bool = False
+    sources: list[str] = field(default_factory=list)
+
+
+class Hook(Protocol):
+    def before_train(self, trainer: Trainer) -> None: ...
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None: ...
+
+    def after_train(self, trainer: Trainer) -> None: ...
+
+
+class Trainer:
+    """Runs asynchronous multi-task training.
+
+    Args:
+        model: the UberNet.
+        rule: the asynchronous update rule; group ``"trunk"`` + one group per task name.
+        sampler: the union's batch stream.
+        backward: ``"bounded"`` (paper Fig. 4) or ``"summed"``.
+        combine: how per-task gradients meet at the branching point (``"sum"`` or ``"pcgrad"``; bounded only).
+        weighting: optional learned uncertainty weighting (its parameters must be in the task groups).
+        bf16: run forward passes under bfloat16 autocast (CPU AMX / CUDA); losses are computed in fp32.
+        size_divisor: pad batches to a multiple of this (e.g. the trunk's output stride).
+    """
+
+    def __init__(self, *, model: UberNet, rule: AsyncSGD, sampler: UnionSampler, backward: str = "bounded",
+                 combine: str = "sum", weighting: UncertaintyWeighting | None = None, bf16: bool = False,
+                 size_divisor: int = 1, hooks: Sequence[Hook] = (), seed: int = 0) -> None:
+        if backward not in ("bounded", "summed"):
+            raise ValueError(f"backward must be 'bounded' or 'summed', got {backward!r}")
+        self.model, self.rule, self.sampler = model, rule, sampler
+        self.backward, self.combine, self.weighting = backward, combine, weighting
+        self.bf16, self.size_divisor = bf16, size_divisor
+        self.hooks = list(hooks)
+        self.step_count = 0
+        self.skipped = 0
+        self.pcgrad_rng = random.Random(seed)
+        self.stop_requested = False
+
+    def weigh(self, task: str, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        gamma = self.model.tasks[task].loss_weight
+        if self.weighting is not None:
+            return self.weighting.weigh(task, gamma, losses)
+        return gamma * sum(losses.values())  # type: ignore[return-value]
+
+    def run_step(self) -> StepResult:
+        """Draw a batch, backward over its labelled tasks, feed the asynchronous rule."""
+        samples = self.sampler.next_batch()
+        images, sizes = collate_images(samples, self.size_divisor)
+        batches: list[TaskBatch] = []
+        for name, task in self.model.tasks.items():
+            idx = [i for i, s in enumerate(samples) if s.has(name)]  # lazy evaluation: unlabelled -> not run
+            if idx:
+                sub_hw = (images.shape[-2], images.shape[-1])
+                batches.append((name, idx, task.collate([samples[i] for i in idx], sub_hw)))
+        self.rule.zero_sample_grads()
+        autocast = torch.autocast(images.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with autocast:
+            if self.backward == "bounded":
+                losses = bounded_backward(self.model, images, sizes, batches, self.weigh, combine=self.combine,
+                                          generator=self.pcgrad_rng)
+            else:
+                losses = summed_backward(self.model, images, sizes, batches, self.weigh)
+        self.step_count += 1
+        result = StepResult(step=self.step_count, losses=losses, sources=[s.source for s in samples])
+        counts = {"trunk": len(samples), **{name: len(idx) for name, idx, _ in batches}}
+        finite = all(math.isfinite(v) for d in losses.values() for v in d.values())
+        if not finite or not self.rule.sample_grads_finite(counts):
+            # A non-finite loss or gradient never reaches the sums or the weights: drop the batch, count it.
+            self.skipped += 1
+            result.skipped = True
+            self.rule.zero_sample_grads()
+            return result
+        result.updated = self.rule.accumulate(counts)
+        return result
+
+    def train(self, steps: int) -> None:
+        """Run until ``step_count == steps`` (resumed trainers continue from where they stopped)."""
+        self.model.train()
+        for h in self.hooks:
+            h.before_train(self)
+        while self.step_count < steps and not self.stop_requested:
+            result = self.run_step()
+            for h in self.hooks:
+                h.after_step(self, result)
+        for h in self.hooks:
+            h.after_train(self)
+
+    # --- state ---------------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Every bit needed to resume exactly: (tensors, JSON-able meta)."""
+        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        if self.weighting is not None:
+            tensors.update({f"weighting/{k}": v for k, v in self.weighting.state_dict().items()})
+        tensors.update({f"rule/{k}": v for k, v in self.rule.state_tensors().items()})
+        rng_t, rng_meta = capture_rng()
+        tensors.update(rng_t)
+        meta = {"step": self.step_count, "skipped": self.skipped, "rule": self.rule.state_meta(),
+                "sampler": self.sampler.state_dict(), "rng": rng_meta,
+                "pcgrad_rng": [v if not isinstance(v, tuple) else list(v) for v in self.pcgrad_rng.getstate()]}
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self.model.load_state_dict(prefixed(tensors, "model"))
+        if self.weighting is not None:
+            self.weighting.load_state_dict(prefixed(tensors, "weighting"))
+        self.rule.load_state(prefixed(tensors, "rule"), meta["rule"])
+        self.sampler.load_state_dict(meta["sampler"])
+        restore_rng(tensors, meta["rng"])
+        v, st, g = meta["pcgrad_rng"]
+        self.pcgrad_rng.setstate((v, tuple(st), g))
+        self.step_count = int(meta["step"])
+        self.skipped = int(meta.get("skipped", 0))
+
+
+def make_hook(before: Callable[[Trainer], None] | None = None,
+              after_step: Callable[[Trainer, StepResult], None] | None = None,
+              after: Callable[[Trainer], None] | None = None) -> Hook:
+    """A hook from plain functions (handy in scripts and tests)."""
+
+    class _Hook:
+        def before_train(self, trainer: Trainer) -> None:
+            if before:
+                before(trainer)
+
+        def after_step(self, trainer: Trainer, result: StepResult) -> None:
+            if after_step:
+                after_step(trainer, result)
+
+        def after_train(self, trainer: Trainer) -> None:
+            if after:
+                after(trainer)
+
+    return _Hook()

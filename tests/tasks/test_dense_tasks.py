@@ -1,0 +1,135 @@
+"""Every dense task, parametrised over the registry: shapes, losses, gradients, hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ubernet.data.sample import Sample
+from ubernet.errors import ConfigError
+from ubernet.models.ubernet import UberNet
+from ubernet.tasks.base import TASKS, build_task, discover_tasks
+from ubernet.tasks.boundaries import mil_loss
+from ubernet.tasks.dense import DenseTask, balanced_bce
+
+discover_tasks()
+DENSE = sorted(n for n, cls in TASKS.items() if issubclass(cls, DenseTask))
+OPTIONS = {"semseg": {"num_classes": 5}, "semantic_boundaries": {"num_classes": 4}}
+H, W = 24, 20
+
+
+def fake_target(name: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    if name == "boundaries":
+        return {"boundaries": (rng.random((H, W)) < 0.1).astype(np.uint8)}
+    if name == "normals":
+        n = rng.normal(size=(H, W, 3)).astype(np.float32)
+        n[..., 2] = np.abs(n[..., 2])
+        return {"normals": n / np.linalg.norm(n, axis=-1, keepdims=True)}
+    if name == "depth":
+        return {"depth": rng.uniform(1, 5, size=(H, W)).astype(np.float32)}
+    if name == "saliency":
+        return {"saliency": (rng.random((H, W)) < 0.3).astype(np.uint8)}
+    if name == "semseg":
+        return {"semseg": rng.integers(0, 5, size=(H, W)).astype(np.uint8)}
+    if name == "parts":
+        return {"parts": rng.integers(0, 7, size=(H, W)).astype(np.uint8)}
+    if name == "semantic_boundaries":
+        return {"semantic_boundaries": rng.random((4, H, W)) < 0.05}
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", DENSE)
+@pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.5)])
+def test_dense_task_contract(name: str, scales: tuple[float, ...], tiny_trunk, rng) -> None:
+    task = build_task(name, **OPTIONS.get(name, {}))
+    model = UberNet(trunk=tiny_trunk, tasks={name: task}, scales=scales)
+    sample = Sample(image=rng.integers(0, 255, (H, W, 3), dtype=np.uint8), targets=fake_target(name, rng))
+    images = torch.rand(1, 3, H, W) * 255
+    out = model(images)[name]
+    stride = task.out_stride
+    assert out.fused.shape == (1, task.out_channels, -(-H // stride), -(-W // stride))
+    assert len(out.scales) == len(scales)
+    losses = task.loss(out, task.collate([sample], (H, W)))
+    total = sum(losses.values())
+    assert torch.isfinite(total) and total > 0
+    total.backward()
+    for pname, p in model.heads[name].named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+    pred = task.predict(out, [(H, W)])[0]
+    assert pred.shape[-2:] == (H, W) or pred.shape[:2] == (H, W)
+    picture = task.draw(pred, sample.image)
+    assert picture.shape == (H, W, 3) and picture.dtype == np.uint8
+
+
+def test_unknown_task_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError) as e:
+        build_task("depht")
+    assert "boundaries" in str(e.value) and "normals" in str(e.value)
+
+
+def test_pyramid_with_one_scale_equals_plain_forward(tiny_trunk) -> None:
+    task = build_task("saliency")
+    model = UberNet(trunk=tiny_trunk, tasks={"saliency": task}, scales=(1.0,)).eval()
+    x = torch.rand(2, 3, 16, 12) * 255
+    out = model(x)["saliency"]
+    feats = [n(t) for n, t in zip(model.tap_norms, tiny_trunk(tiny_trunk.input_norm.apply(x)))]
+    direct = model.heads["saliency"].forward_scale(feats, (16, 12))
+    torch.testing.assert_close(out.fused, direct, rtol=0, atol=0)
+
+
+def test_balanced_bce_by_hand() -> None:
+    # 1 positive, 3 negatives: w+ = 3/4, w- = 1/4; logits 0 -> every BCE term is log 2.
+    logits = torch.zeros(1, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0], [0, 0]]]])
+    loss = balanced_bce(logits, target, torch.ones_like(target, dtype=torch.bool))
+    expected = (0.75 * math.log(2) + 3 * 0.25 * math.log(2)) / 4
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_mil_loss_by_hand() -> None:
+    # 1×5 row, positive at x=2, radius 1: bag = x in {1,2,3}, max logit there = 2.0 (at x=3).
+    # Negatives: x in {0, 4} (farther than 1 from the positive); logits 0 -> softplus(0) = log 2 each.
+    logits = torch.tensor([[[[0.0, -1.0, 0.5, 2.0, 0.0]]]])
+    target = torch.tensor([[[[0, 0, 1, 0, 0]]]], dtype=torch.float32)
+    loss = mil_loss(logits, target, target != 255, radius=1)
+    n_pos, n_neg = 1, 2
+    n = n_pos + n_neg
+    pos_term = math.log1p(math.exp(-2.0))
+    neg_term = 2 * math.log(2)
+    expected = ((n_neg / n) * pos_term + (n_pos / n) * neg_term) / n
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_normals_loss_by_hand() -> None:
+    task = build_task("normals")
+    # prediction (2, 0, 0) normalises to (1, 0, 0); target (0, 0, 1) -> L1 = 2. Second pixel invalid.
+    logits = torch.tensor([[2.0, 5.0], [0.0, 1.0], [0.0, 1.0]]).view(1, 3, 1, 2)
+    target = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]]).view(1, 3, 1, 2)
+    assert task.pixel_loss(logits, target).item() == pytest.approx(2.0)
+
+
+def test_semseg_loss_by_hand_with_ignore() -> None:
+    task = build_task("semseg", num_classes=3)
+    logits = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 9.0]]).view(1, 3, 1, 2)
+    target = torch.tensor([[[[0, 255]]]])
+    # only pixel 0 counts: CE = -log(e / (e + 2))
+    expected = -math.log(math.e / (math.e + 2))
+    assert task.pixel_loss(logits, target).item() == pytest.approx(expected)
+
+
+def test_saliency_loss_by_hand() -> None:
+    task = build_task("saliency")
+    logits = torch.tensor([[[[0.0, 2.0]]]])
+    target = torch.tensor([[[[1.0, 0.0]]]])
+    expected = (math.log(2) + math.log1p(math.exp(2.0))) / 2
+    assert task.pixel_loss(logits, target).item() == pytest.approx(expected)
+
+
+def test_label_out_of_range_names_sample(rng) -> None:
+    task = build_task("semseg", num_classes=3)
+    s = Sample(image=np.zeros((2, 2, 3), np.uint8), targets={"semseg": np.full((2, 2), 7, np.uint8)}, id="img7")
+    with pytest.raises(ValueError, match="img7"):
+        task.collate([s], (2, 2))
