@@ -87,6 +87,7 @@ class Trainer:
         self.skipped = 0
         self.pcgrad_rng = random.Random(seed)
         self.stop_requested = False
+        self.target_steps = 0
 
     def weigh(self, task: str, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         gamma = self.model.tasks[task].loss_weight
@@ -127,6 +128,7 @@ class Trainer:
 
     def train(self, steps: int) -> None:
         """Run until ``step_count == steps`` (resumed trainers continue from where they stopped)."""
+        self.target_steps = steps
         self.model.train()
         for h in self.hooks:
             h.before_train(self)

@@ -1,0 +1,44 @@
+"""``ubernet eval --checkpoint C [--data KIND ...]``: score a checkpoint on a held-out set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ubernet.cli.tables import print_metrics
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `ubernet train`")
+    p.add_argument("--data", default=None, help="dataset format (synth, bsds500, voc, ...); default: the run's "
+                   "own evaluation set")
+    p.add_argument("--root", default=None, help="dataset root (for real formats)")
+    p.add_argument("--split", default=None, help="dataset split")
+    p.add_argument("--source", default="full", help="synthetic source (with --data synth)")
+    p.add_argument("--n", type=int, default=100, help="synthetic images (with --data synth)")
+    p.add_argument("--seed", type=int, default=10**6, help="synthetic seed (with --data synth)")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
+    p.add_argument("--json", default=None, help="write the full results here")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ubernet.api import size_divisor
+    from ubernet.config import SourceConfig
+    from ubernet.evaluation import evaluate, headline
+    from ubernet.run import eval_samples, load_model
+
+    model, cfg = load_model(args.checkpoint)
+    if args.data is not None:
+        cfg.eval.data = SourceConfig(name="eval", kind=args.data, root=args.root, split=args.split,
+                                     source=args.source, n=args.n, seed=args.seed)
+    cfg.eval.max_images = args.max_images
+    samples = eval_samples(cfg)
+    tasks = args.tasks.split(",") if args.tasks else None
+    results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model))
+    print_metrics(headline(results, model))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
+    return 0

@@ -1,0 +1,58 @@
+"""``ubernet predict --checkpoint C --out DIR IMAGE...``: every task's output for any images.
+
+Outputs per task go to ``DIR/<task>/<stem>.<ext>`` in the formats ``ubernet score`` reads, plus
+``DIR/panel/<stem>.png`` with the input and all outputs side by side. A folder argument means every image in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ubernet.errors import UbernetError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp"}
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
+    p.add_argument("--no-panel", action="store_true", help="skip the per-image panel PNG")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+
+
+def expand(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for s in paths:
+        p = Path(s)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise UbernetError(f"{p}: no such file or folder")
+    if not out:
+        raise UbernetError(f"no images found in {paths}")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ubernet.predict import predict_image
+    from ubernet.report import panel, save_png
+    from ubernet.run import load_model
+
+    model, _ = load_model(args.checkpoint)
+    tasks = args.tasks.split(",") if args.tasks else None
+    out = Path(args.out)
+    for path in tqdm(expand(args.images), desc="predict"):
+        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16)
+        for name, p in pred.items():
+            model.tasks[name].save(p, out, path.stem)
+        if not args.no_panel:
+            save_png(panel(model, [image], [pred]), out / "panel" / f"{path.stem}.png")
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,66 @@
+"""Evaluate a model on a set of samples with every task's published protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ubernet.data.sample import Sample
+from ubernet.models.ubernet import UberNet
+from ubernet.train.engine import collate_images
+
+
+@torch.inference_mode()
+def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[str] | None = None, *,
+                    bf16: bool = False, size_divisor: int = 1) -> list[dict[str, Any]]:
+    """Predictions ``[{task: numpy prediction}]`` for a batch of samples (model in eval mode)."""
+    names = model.check_tasks(tasks)
+    images, sizes = collate_images(samples, size_divisor)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    with ctx:
+        outputs = model(images, names, image_sizes=sizes)
+    per_task = {n: model.tasks[n].predict(outputs[n], sizes) for n in names}
+    return [{n: per_task[n][i] for n in names} for i in range(len(samples))]
+
+
+def evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str] | None = None, bf16: bool = False,
+             size_divisor: int = 1, progress: bool = True, total: int | None = None) -> dict[str, dict[str, Any]]:
+    """Run the model on every sample and score each task on the samples labelled for it.
+
+    Returns ``{task: metric results}`` (the metric's ``compute()``), plus ``{"images": n}`` per task.
+    """
+    was_training = model.training
+    model.eval()
+    names = model.check_tasks(tasks)
+    metrics = {n: model.tasks[n].make_metric() for n in names}
+    counts = dict.fromkeys(names, 0)
+    for s in tqdm(samples, total=total, desc="evaluate", disable=not progress, leave=False):
+        labelled = [n for n in names if s.has(n)]
+        if not labelled:
+            continue
+        pred = predict_samples(model, [s], labelled, bf16=bf16, size_divisor=size_divisor)[0]
+        for n in labelled:
+            model.tasks[n].update_metric(metrics[n], pred[n], s)
+            counts[n] += 1
+    model.train(was_training)
+    out = {}
+    for n in names:
+        if counts[n]:
+            res = metrics[n].compute()
+            res["images"] = counts[n]
+            out[n] = res
+    return out
+
+
+def headline(results: dict[str, dict[str, Any]], model: UberNet) -> dict[str, dict[str, float]]:
+    """The summary keys of each task (floats only), for tables and metrics.json."""
+    out = {}
+    for n, res in results.items():
+        keys = model.tasks[n].summary_keys() or tuple(k for k, v in res.items() if isinstance(v, float))
+        out[n] = {k: float(res[k]) for k in keys if k in res and np.isscalar(res[k])}
+    return out

@@ -1,0 +1,112 @@
+"""A whole training run with its outputs: checkpoint, CSV log, metrics.json, panel.png, curves.png, config.
+
+``ubernet train`` and ``ubernet demo`` are thin layers over :func:`run_training`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ubernet.api import build_model, build_source, build_trainer, size_divisor
+from ubernet.config import Config, from_dict, to_dict
+from ubernet.data.sample import Sample
+from ubernet.errors import ConfigError, DataError
+from ubernet.evaluation import evaluate, headline, predict_samples
+from ubernet.models.ubernet import UberNet
+from ubernet.report import curves, panel, save_png
+from ubernet.train.checkpoint import load_checkpoint, prefixed
+from ubernet.train.engine import Trainer
+from ubernet.train.hooks import CheckpointHook, CSVLogHook, EvalHook, ProgressHook, loss_history
+
+CHECKPOINT = "last.safetensors"
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: dict[str, dict[str, float]]
+    seconds_train: float
+    seconds_eval: float
+    steps: int
+    skipped: int
+
+
+def eval_samples(cfg: Config) -> list[Sample]:
+    """The held-out evaluation set of the config (materialised: it is small and reused)."""
+    ds, _, _ = build_source(cfg.eval.data)
+    n = len(ds) if cfg.eval.max_images is None else min(len(ds), cfg.eval.max_images)
+    return [ds[i] for i in range(n)]
+
+
+def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train as configured, evaluate on the held-out set, write every output into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    trainer, task_opts = build_trainer(cfg)
+    model = trainer.model
+    held_out = eval_samples(cfg)
+    div = size_divisor(model)
+
+    def run_eval(tr: Trainer) -> dict[str, dict[str, float]]:
+        return headline(evaluate(tr.model, held_out, bf16=cfg.train.bf16, size_divisor=div, progress=False), model)
+
+    meta = {"config": to_dict(cfg), "task_options": task_opts}
+    evals = EvalHook(run_eval, cfg.train.eval_every)
+    ckpt = CheckpointHook(ckpt_path, cfg.train.checkpoint_every, extra_meta=lambda: meta)
+    trainer.hooks = [ProgressHook(cfg.train.steps, progress and cfg.train.progress),
+                     CSVLogHook(out / "log.csv", cfg.train.log_every, tensorboard_dir=out / "tb"), ckpt, evals]
+    if resume and ckpt_path.exists():
+        tensors, state = load_checkpoint(ckpt_path)
+        trainer.load_state(tensors, state)
+    (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    t0 = time.time()
+    trainer.train(cfg.train.steps)
+    t_train = time.time() - t0
+    t0 = time.time()
+    final = evals.history[-1][1]
+    t_eval = time.time() - t0
+    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    write_pictures(model, held_out, evals.history, out, bf16=cfg.train.bf16)
+    return RunResult(out, final, t_train, t_eval, trainer.step_count, trainer.skipped)
+
+
+def write_pictures(model: UberNet, held_out: list[Sample], history: list[Any], out: Path, *, bf16: bool = False,
+                   n: int = 4) -> None:
+    """panel.png (first held-out images, every task) and curves.png (losses, validation metrics)."""
+    model.eval()
+    show = held_out[:n]
+    preds = predict_samples(model, show, bf16=bf16, size_divisor=size_divisor(model)) if show else []
+    if show:
+        save_png(panel(model, [s.image for s in show], preds), out / "panel.png")
+    save_png(curves(loss_history(out / "log.csv"), history, model), out / "curves.png")
+
+
+def load_model(checkpoint: str | Path) -> tuple[UberNet, Config]:
+    """Rebuild the model saved in a checkpoint written by a run (weights loaded, eval mode)."""
+    tensors, meta = load_checkpoint(checkpoint)
+    if "config" not in meta:
+        raise DataError(f"{checkpoint}: checkpoint has no config (not written by `ubernet train`)")
+    cfg = from_dict(Config, meta["config"])
+    cfg.model.pretrained = None  # the checkpoint holds the weights
+    model = build_model(cfg, meta["task_options"])
+    try:
+        model.load_state_dict(prefixed(tensors, "model"))
+    except RuntimeError as e:
+        raise DataError(f"{checkpoint}: weights do not fit the configured model ({e})") from e
+    return model.eval(), cfg
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``H×W×3`` -> ``Tensor[1, 3, H, W]`` float in [0, 255]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
