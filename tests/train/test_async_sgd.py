@@ -23,7 +23,7 @@ def sample(rng: np.random.Generator, tasks: tuple[str, ...], i: int) -> Sample:
                   id=f"s{i}")
 
 
-def build(trunk, b_trunk: int, b_task: int, rule: str = "sgd"):  # noqa: ANN001, ANN201
+def build(trunk, b_trunk: int, b_task: int, rule: str = "sgd"):
     tasks = {"saliency": build_task("saliency"), "semseg": build_task("semseg", num_classes=3, loss_weight=0.5)}
     model = UberNet(trunk=trunk, tasks=tasks, scales=(1.0,), tap_norm="none")
     groups = [GroupSpec("trunk", [p for p in model.trunk.parameters()], b_trunk, lr=0.05, rule=rule)]

@@ -14,7 +14,7 @@ from ubernet.train.bounded import bounded_backward, pcgrad, summed_backward
 H, W = 16, 20
 
 
-def make_model(trunk, scales, checkpoint_segments=0):  # noqa: ANN001, ANN201
+def make_model(trunk, scales, checkpoint_segments=0):
     tasks = {
         "boundaries": build_task("boundaries", loss="mil"),
         "normals": build_task("normals"),
@@ -24,7 +24,7 @@ def make_model(trunk, scales, checkpoint_segments=0):  # noqa: ANN001, ANN201
     return UberNet(trunk=trunk, tasks=tasks, scales=scales, checkpoint_segments=checkpoint_segments)
 
 
-def make_batch(rng: np.random.Generator, tasks: list[str], b: int = 2):  # noqa: ANN201
+def make_batch(rng: np.random.Generator, tasks: list[str], b: int = 2):
     samples = []
     for i in range(b):
         n = rng.normal(size=(H, W, 3)).astype(np.float32)
@@ -42,7 +42,7 @@ def make_batch(rng: np.random.Generator, tasks: list[str], b: int = 2):  # noqa:
     return samples
 
 
-def grads_of(model, fn, samples):  # noqa: ANN001, ANN201
+def grads_of(model, fn, samples):
     model.zero_grad(set_to_none=True)
     images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).float() for s in samples])
     sizes = [s.size for s in samples]
