@@ -15,7 +15,6 @@ field                     array                                   meaning
 ``normals``               float32 ``H×W×3``                       unit vectors (x right, y down, z towards the
                                                                   camera, so a visible surface has z > 0);
                                                                   all-zero = invalid pixel
-``depth``                 float32 ``H×W``                         metres (or scene units) > 0; 0 = invalid
 ``saliency``              uint8 ``H×W``                           1 = salient, 0 = not, 255 = ignore
 ``semseg``                uint8 ``H×W``                           class id (0 = background), 255 = ignore
 ``parts``                 uint8 ``H×W``                           0 = not a person part, 1..6 = head, torso,
@@ -33,7 +32,7 @@ field                     array                                   meaning
 ========================  =====================================  =================================================
 
 The task that reads each field declares it (``Task.fields``); ``detection`` reads ``boxes``, ``labels`` and
-``difficult``. The image itself is uint8 ``H×W×3`` RGB.
+``difficult``. Optional tasks declare further fields in their own file (e.g. ``depth``, see docs/adding-a-task.md). The image itself is uint8 ``H×W×3`` RGB.
 """
 
 from __future__ import annotations
@@ -60,7 +59,6 @@ PAPER_TASKS: tuple[str, ...] = (
 TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "boundaries": ("boundaries",),
     "normals": ("normals",),
-    "depth": ("depth",),
     "saliency": ("saliency",),
     "semseg": ("semseg",),
     "parts": ("parts",),
@@ -107,10 +105,7 @@ class Sample:
 
     def has(self, task: str) -> bool:
         """True when every required field of ``task`` is present (the paper's delta_{t,i})."""
-        fields = TASK_FIELDS.get(task)
-        if fields is None:
-            raise KeyError(f"unknown task {task!r}; known: {', '.join(sorted(TASK_FIELDS))}")
-        return all(f in self.targets for f in fields)
+        return all(f in self.targets for f in task_fields(task))
 
     def labelled_tasks(self, tasks: Iterable[str] | None = None) -> list[str]:
         """Tasks (among ``tasks``, default all known) this sample is labelled for, in canonical order."""
@@ -126,11 +121,22 @@ class Sample:
         """A shallow copy that keeps only the fields of ``tasks`` (used by sources exposing some tasks)."""
         keep: set[str] = set()
         for t in tasks:
-            keep.update(TASK_FIELDS[t])
+            keep.update(task_fields(t))
         if "boundaries" in keep:
             keep.add("boundaries_annotators")
         targets = {k: v for k, v in self.targets.items() if k in keep}
         return Sample(image=self.image, targets=targets, id=self.id, source=self.source, meta=dict(self.meta))
+
+
+def task_fields(task: str) -> tuple[str, ...]:
+    """The target fields that label ``task``; optional tasks are found by importing the task files."""
+    if task not in TASK_FIELDS:
+        from ubernet.tasks.base import discover_tasks  # lazy: task files import torch
+
+        discover_tasks()
+    if task not in TASK_FIELDS:
+        raise KeyError(f"unknown task {task!r}; known: {', '.join(sorted(TASK_FIELDS))}")
+    return TASK_FIELDS[task]
 
 
 def register_task_fields(task: str, fields: tuple[str, ...]) -> None:
@@ -153,8 +159,7 @@ def validate_sample(sample: Sample, *, where: str = "") -> None:
                          f"{getattr(img, 'shape', '')}")
     h, w = sample.size
     t = sample.targets
-    dense2d = {"boundaries": np.uint8, "saliency": np.uint8, "semseg": np.uint8, "parts": np.uint8,
-               "depth": np.float32}
+    dense2d = {"boundaries": np.uint8, "saliency": np.uint8, "semseg": np.uint8, "parts": np.uint8}
     for name, dtype in dense2d.items():
         if name in t:
             a = t[name]

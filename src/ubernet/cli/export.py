@@ -1,0 +1,33 @@
+"""``ubernet export --checkpoint C --onnx FILE``: the dense tasks as one ONNX graph, checked against torch."""
+
+from __future__ import annotations
+
+import argparse
+
+from ubernet.errors import UbernetError
+
+
+def add_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                   help="example input size used for tracing (multiples of the trunk's coarsest stride)")
+    p.add_argument("--opset", type=int, default=17)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ubernet.export import export_onnx
+    from ubernet.run import load_model
+
+    model, _ = load_model(args.checkpoint)
+    diffs = export_onnx(model, args.onnx, size=tuple(args.size), opset=args.opset)
+    print(f"wrote {args.onnx}")
+    if not diffs:
+        print("onnxruntime not installed: export not checked (pip install onnxruntime)")
+        return 0
+    for n, d in diffs.items():
+        print(f"  {n}: max |onnxruntime - torch| = {d:.2e}")
+    worst = max(diffs.values())
+    if worst > 1e-4:
+        raise UbernetError(f"ONNX output differs from torch by {worst:.2e} > 1e-4")
+    return 0
