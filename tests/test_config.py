@@ -1,0 +1,81 @@
+"""Config loading: validation errors name the key and list the valid values; overrides; union checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ubernet.config import load_config
+from ubernet.data.sample import Sample
+from ubernet.data.union import UnionEntry, validate_union
+from ubernet.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "ubernet" / "configs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["synthetic.yaml", "paper-vgg16.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(CONFIGS / name)
+    assert len(cfg.tasks) == 7
+
+
+def test_unknown_key_is_named_with_valid_keys(tmp_path: Path) -> None:
+    p = write(tmp_path, "tasks: {saliency: {}}\ntrain: {stpes: 3}\n")
+    with pytest.raises(ConfigError, match=r"train\.stpes.*steps"):
+        load_config(p)
+
+
+def test_wrong_type_names_key(tmp_path: Path) -> None:
+    p = write(tmp_path, "tasks: {saliency: {}}\ntrain: {lr: fast}\n")
+    with pytest.raises(ConfigError, match=r"train\.lr: expected float"):
+        load_config(p)
+
+
+def test_bad_choice_lists_valid_values(tmp_path: Path) -> None:
+    p = write(tmp_path, "tasks: {saliency: {}}\ntrain: {backward: lazy}\n")
+    with pytest.raises(ConfigError, match="bounded, summed"):
+        load_config(p)
+
+
+def test_overrides_apply_and_are_validated() -> None:
+    cfg = load_config(CONFIGS / "synthetic.yaml", ["train.steps=7", "model.scales=[1.0]", "data.0.weight=3"])
+    assert cfg.train.steps == 7 and cfg.model.scales == [1.0] and cfg.data[0].weight == 3.0
+    with pytest.raises(ConfigError, match="train.steps must be >= 1"):
+        load_config(CONFIGS / "synthetic.yaml", ["train.steps=0"])
+    with pytest.raises(ConfigError, match="key.subkey=value"):
+        load_config(CONFIGS / "synthetic.yaml", ["train.steps"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [1, 2\n"))
+
+
+def _ds() -> list[Sample]:
+    return [Sample(image=np.zeros((4, 4, 3), np.uint8))]
+
+
+def test_union_errors_list_what_is_valid() -> None:
+    known = ["boundaries", "saliency", "semseg"]
+    with pytest.raises(ConfigError, match=r"no source .* labels task\(s\) \['semseg'\]"):
+        validate_union([UnionEntry("a", _ds(), ("saliency",))], ["saliency", "semseg"], known)
+    with pytest.raises(ConfigError, match="unknown task.*known tasks: boundaries, saliency, semseg"):
+        validate_union([UnionEntry("a", _ds(), ("salincy",))], ["saliency"], known)
+    with pytest.raises(ConfigError, match="weight must be a finite number"):
+        validate_union([UnionEntry("a", _ds(), ("saliency",), float("nan"))], ["saliency"], known)
+    with pytest.raises(ConfigError, match="sum to 0"):
+        validate_union([UnionEntry("a", _ds(), ("saliency",), 0.0)], [], known)
+    # a task only labelled by a zero-weight source is never seen
+    with pytest.raises(ConfigError, match="semseg"):
+        validate_union([UnionEntry("a", _ds(), ("saliency",), 1.0), UnionEntry("b", _ds(), ("semseg",), 0.0)],
+                       ["saliency", "semseg"], known)
