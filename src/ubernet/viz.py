@@ -79,7 +79,7 @@ def draw_boxes(
         colour = tuple(int(c) for c in _PALETTE[lab % 256]) if lab % 256 else (255, 255, 0)
         x1, y1, x2, y2 = (float(v) for v in box)
         draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=1)
-        name = class_names[lab] if 0 <= lab < len(class_names) else str(lab)
+        name = str(class_names[lab]) if 0 <= lab < len(class_names) else str(lab)
         text = name if scores is None else f"{name} {float(scores[k]):.2f}"
         tx, ty = x1 + 1, max(0.0, y1 - 10)
         draw.rectangle([tx - 1, ty, tx + 6 * len(text), ty + 10], fill=(0, 0, 0))
