@@ -1,0 +1,230 @@
+"""What every trunk is: a flat list of layers, some of which produce named taps (UberNet's C_1..C_n).
+
+A trunk maps a normalised image ``x: Tensor[B, 3, H, W]`` to one feature map per tap. Taps are declared as
+data (:class:`TapSpec`: name, channels, stride) so heads can be built before any tensor exists, and the tests
+check the declarations against real tensors. For every trunk in this package a tap of stride ``s`` has spatial
+size ``ceil(H / s) x ceil(W / s)`` (all down-sampling layers are 'ceil' ones; exact division when ``s``
+divides H, W).
+
+The trunk is exposed as a *flat ordered list* of single-tensor layers (:meth:`Trunk.layers`) so that
+activation checkpointing (:meth:`Trunk.forward_checkpointed`) and the memory-bounded multi-task backward can
+cut it into segments anywhere without knowing the architecture.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from ubernet.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TapSpec:
+    """One tapped layer: its name, its number of channels and its stride w.r.t. the input image (pixels)."""
+
+    name: str
+    channels: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """How an RGB image with values in [0, 255] becomes the trunk's input.
+
+    ``apply`` computes, per channel ``k`` of the output::
+
+        x[:, k] = (img[:, perm[k]] * scale / 255 - mean[k]) / std[k]
+
+    with ``perm = (2, 1, 0)`` when ``bgr`` else ``(0, 1, 2)``. So ``scale`` is the value that white (255)
+    takes before mean subtraction, and ``mean``/``std`` are given in the trunk's channel order (BGR when
+    ``bgr``).
+
+    - torchvision ImageNet models: RGB, ``scale=1`` (values in [0, 1]), mean (0.485, 0.456, 0.406),
+      std (0.229, 0.224, 0.225) -- :data:`TORCHVISION_IMAGENET`.
+    - Caffe / Keras-applications VGG-16: BGR, ``scale=255`` (values in [0, 255]), mean (103.939, 116.779,
+      123.68), std 1 -- :data:`CAFFE_VGG16` (Keras ``vgg16.preprocess_input``).
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    bgr: bool = False
+    scale: float = 1.0
+
+    def apply(self, images: Tensor) -> Tensor:
+        """``images``: float Tensor[B, 3, H, W], RGB in [0, 255] -> normalised Tensor[B, 3, H, W]."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"InputNorm.apply expects Tensor[B, 3, H, W], got shape {tuple(images.shape)}")
+        x = images.flip(1) if self.bgr else images
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * (self.scale / 255.0) - mean) / std
+
+    def invert(self, x: Tensor) -> Tensor:
+        """Inverse of :meth:`apply`: normalised Tensor[B, 3, H, W] -> RGB in [0, 255] (for drawing)."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        img = (x * std + mean) * (255.0 / self.scale)
+        return img.flip(1) if self.bgr else img
+
+
+TORCHVISION_IMAGENET = InputNorm(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+CAFFE_VGG16 = InputNorm(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), bgr=True, scale=255.0)
+
+
+def _run_segment(modules: Sequence[nn.Module], names: Sequence[str | None], x: Tensor) -> tuple[Tensor, ...]:
+    """Run consecutive layers; return the last output followed by every tap produced inside the segment."""
+    taps: list[Tensor] = []
+    for module, name in zip(modules, names):
+        x = module(x)
+        if name is not None:
+            taps.append(x)
+    return (x, *taps)
+
+
+def split_evenly(n: int, segments: int) -> list[tuple[int, int]]:
+    """Cut ``range(n)`` into ``min(segments, n)`` consecutive ``[start, end)`` pieces, sizes differing by <=
+    1."""
+    if segments < 1:
+        raise ConfigError(f"checkpoint segments must be >= 1, got {segments}")
+    k = min(segments, n)
+    base, extra = divmod(n, k)
+    bounds, start = [], 0
+    for i in range(k):
+        end = start + base + (1 if i < extra else 0)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+class Trunk(nn.Module):
+    """Abstract trunk. Subclasses build their modules, set ``taps`` and ``input_norm``, implement
+    :meth:`layers` and finally call :meth:`_setup_freezing`.
+
+    Attributes:
+        taps: the tapped layers, in the order :meth:`forward` returns them (shallow to deep).
+        input_norm: how to turn an RGB [0, 255] image into this trunk's input (:meth:`InputNorm.apply`).
+        freeze_bn: BatchNorm layers stay in eval mode (running statistics used, not updated) and their affine
+            parameters are not trained -- the usual choice when fine-tuning with a few images per step.
+        frozen_stages: the first ``k`` stages (stage ``i`` = all layers up to and including the one producing
+            the ``i``-th tap) have no trainable parameters and run in eval mode. 0 = nothing frozen.
+        pretrained_optional: parameter-name prefixes that a pretrained classification checkpoint may
+            legitimately not provide (e.g. VGG's re-shaped fc6/fc7); their absence does not make a strict load
+            fail.
+    """
+
+    taps: tuple[TapSpec, ...]
+    input_norm: InputNorm
+    pretrained_optional: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.freeze_bn = False
+        self.frozen_stages = 0
+
+    # -- structure -------------------------------------------------------------------------------------------
+    def layers(self) -> list[tuple[nn.Module, str | None]]:
+        """The trunk as an ordered list of ``(layer, tap name or None)``; each layer maps one tensor to one
+        tensor, the tap name says that this layer's output is that tap. The last layer produces the last
+        tap."""
+        raise NotImplementedError
+
+    def tap(self, name: str) -> TapSpec:
+        """The :class:`TapSpec` called ``name`` (ConfigError listing valid names otherwise)."""
+        for spec in self.taps:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"unknown tap {name!r}; valid taps: {[t.name for t in self.taps]}")
+
+    def convert_torchvision_state_dict(
+        self, state_dict: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], list[str]]:
+        """Map a torchvision checkpoint of the same architecture onto this trunk's names and shapes.
+
+        Returns ``(mapped, notes)``: a state dict in this trunk's key space (keys the trunk lacks, e.g. a
+        classifier, are left in and reported by the loader as unexpected) and human-readable notes. The
+        default is the identity: trunks whose modules are named like torchvision's need nothing more.
+        """
+        return dict(state_dict), []
+
+    # -- forward ---------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``x``: normalised Tensor[B, 3, H, W] -> one Tensor[B, C_i, ceil(H/s_i), ceil(W/s_i)] per tap."""
+        feats: list[Tensor] = []
+        for layer, name in self.layers():
+            x = layer(x)
+            if name is not None:
+                feats.append(x)
+        return feats
+
+    def forward_checkpointed(self, x: Tensor, segments: int) -> list[Tensor]:
+        """Same result as :meth:`forward`, but the layer list is cut into ``segments`` consecutive pieces,
+        each run under non-reentrant activation checkpointing: only segment inputs and tap outputs are kept,
+        everything
+        inside a segment is recomputed during backward (memory ~ segments + L/segments layers instead of L).
+
+        Note: BatchNorm layers in training mode (``freeze_bn=False``) update their running statistics twice
+        per step here (forward and recomputation); outputs and gradients are unaffected.
+        """
+        if not torch.is_grad_enabled():
+            return self.forward(x)  # nothing would be saved for backward anyway
+        layers = self.layers()
+        feats: list[Tensor] = []
+        for start, end in split_evenly(len(layers), segments):
+            modules = [m for m, _ in layers[start:end]]
+            names = [n for _, n in layers[start:end]]
+            fn = functools.partial(_run_segment, modules, names)
+            out = checkpoint(fn, x, use_reentrant=False)
+            x = out[0]
+            feats.extend(out[1:])
+        return feats
+
+    # -- freezing --------------------------------------------------------------------------------------------
+    def _setup_freezing(self, *, freeze_bn: bool, frozen_stages: int) -> None:
+        """Apply ``freeze_bn`` and ``frozen_stages`` (call once, at the end of the subclass constructor)."""
+        if not 0 <= frozen_stages <= len(self.taps):
+            raise ConfigError(
+                f"frozen_stages must be in [0, {len(self.taps)}] for this trunk, got {frozen_stages}"
+            )
+        self.freeze_bn = freeze_bn
+        self.frozen_stages = frozen_stages
+        for module in self._frozen_modules():
+            for p in module.parameters():
+                p.requires_grad_(False)
+        if freeze_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    for p in module.parameters(recurse=False):
+                        p.requires_grad_(False)
+        self.train(self.training)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        frozen: list[nn.Module] = []
+        taps_seen = 0
+        for layer, name in self.layers():
+            if taps_seen >= self.frozen_stages:
+                break
+            frozen.append(layer)
+            taps_seen += name is not None
+        return frozen
+
+    def train(self, mode: bool = True) -> Trunk:
+        """Like :meth:`nn.Module.train`, but frozen BatchNorm layers and frozen stages stay in eval mode."""
+        super().train(mode)
+        if mode:
+            for module in self._frozen_modules():
+                module.eval()
+            if self.freeze_bn:
+                for module in self.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
+        return self
+
+    def extra_repr(self) -> str:
+        taps = ", ".join(f"{t.name}(c={t.channels}, s={t.stride})" for t in self.taps)
+        return f"taps=[{taps}], freeze_bn={self.freeze_bn}, frozen_stages={self.frozen_stages}"
