@@ -13,6 +13,7 @@ import torch
 
 from ubernet.config import Config, SourceConfig
 from ubernet.data.sample import Sample
+from ubernet.data.transforms import Augment, AugmentedDataset, bind_augmentations
 from ubernet.data.union import UnionEntry, UnionSampler, validate_union
 from ubernet.errors import ConfigError
 from ubernet.models.ubernet import UberNet
@@ -85,8 +86,11 @@ def build_union(cfg: Config) -> tuple[list[UnionEntry], dict[str, list[str]]]:
     entries, class_names = [], {}
     for i, sc in enumerate(cfg.data):
         ds, tasks, names = build_source(sc)
-        entries.append(UnionEntry(name=sc.name or f"{sc.kind}-{sc.source if sc.kind == 'synth' else i}",
-                                  dataset=ds, tasks=tasks, weight=sc.weight))
+        name = sc.name or f"{sc.kind}-{sc.source if sc.kind == 'synth' else i}"
+        augment = Augment.from_config(sc.augment, f"data[{i}].augment")
+        if augment.active:  # randomness per (seed, source, item, draw): see AugmentedDataset
+            ds = AugmentedDataset(ds, augment, seed=cfg.seed, name=name)
+        entries.append(UnionEntry(name=name, dataset=ds, tasks=tasks, weight=sc.weight))
         for t in tasks:
             if names and t not in class_names:
                 class_names[t] = names
@@ -120,11 +124,12 @@ def build_model(cfg: Config, task_options: dict[str, dict[str, Any]] | None = No
     if cfg.model.pretrained:
         from ubernet.models.weights import load_pretrained
 
-        load_pretrained(trunk, cfg.model.pretrained)
+        report = load_pretrained(trunk, cfg.model.pretrained)
+        print(report.summary())
     opts = task_options if task_options is not None else {k: dict(v or {}) for k, v in cfg.tasks.items()}
     tasks = {name: build_task(name, **o) for name, o in opts.items()}
     return UberNet(trunk=trunk, tasks=tasks, scales=cfg.model.scales, tap_norm=cfg.model.tap_norm,
-                   checkpoint_segments=cfg.model.checkpoint_segments)
+                   checkpoint_segments=cfg.model.checkpoint_segments, stem_tap=cfg.model.stem_tap)
 
 
 # --- optimisation ----------------------------------------------------------------------------------------------
@@ -141,7 +146,7 @@ def build_rule(cfg: Config, model: UberNet, entries: Sequence[UnionEntry],
     t = cfg.train
     groups = []
     members: dict[str, list[torch.nn.Parameter]] = {
-        "trunk": [p for p in list(model.trunk.parameters()) + list(model.tap_norms.parameters()) if p.requires_grad]}
+        "trunk": model.shared_parameters()}
     for name in model.tasks:
         ps = [p for p in model.heads[name].parameters() if p.requires_grad]
         if weighting is not None:
@@ -183,6 +188,7 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     weighting = UncertaintyWeighting(list(model.tasks)) if cfg.train.weighting == "uncertainty" else None
     rule = build_rule(cfg, model, entries, weighting)
     sampler = UnionSampler(entries, seed=cfg.seed, batch_size=cfg.train.batch_size)
+    bind_augmentations(sampler)  # augmented sources take their draw counts from the (checkpointed) sampler
     trainer = Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward,
                       combine=cfg.train.combine, weighting=weighting, bf16=cfg.train.bf16,
                       size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed)

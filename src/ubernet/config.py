@@ -27,6 +27,7 @@ class ModelConfig:
     scales: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25])  # image pyramid
     tap_norm: str = "bn"  # bn | none
     checkpoint_segments: int = 0  # trunk activation checkpointing (0 = off)
+    stem_tap: int = 0  # channels of an extra full-resolution tap (for trunks without a stride-1 layer; 0 = off)
 
 
 @dataclass
@@ -44,6 +45,8 @@ class SourceConfig:
     split: str | None = None  # readers: split
     options: dict[str, Any] = field(default_factory=dict)  # reader keyword options
     tasks: list[str] | None = None  # restrict to these tasks (default: all the source labels)
+    # training-time augmentation, e.g. {flip: true, scale: [0.75, 1.25], crop: [320, 320]} (ubernet.data.transforms)
+    augment: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,7 +243,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.combine=pcgrad needs train.backward=bounded (per-task gradients at the branch)")
     if not cfg.tasks:
         raise ConfigError("tasks: at least one task must be configured")
+    from ubernet.data.transforms import Augment  # numpy + PIL only: cheap
+
+    if cfg.eval.data.augment:
+        raise ConfigError("eval.data.augment: augmentation applies to training sources (data[*]) only")
     for i, s in enumerate(cfg.data):
+        Augment.from_config(s.augment, f"data[{i}].augment")
         if s.kind == "synth" and len(s.size) != 2:
             raise ConfigError(f"data[{i}].size must be [H, W], got {s.size}")
         if s.kind != "synth" and not s.root:

@@ -14,14 +14,15 @@ from ubernet.train.bounded import bounded_backward, pcgrad, summed_backward
 H, W = 16, 20
 
 
-def make_model(trunk, scales, checkpoint_segments=0):
+def make_model(trunk, scales, checkpoint_segments=0, stem_tap=0):  # noqa: ANN001, ANN201
     tasks = {
         "boundaries": build_task("boundaries", loss="mil"),
         "normals": build_task("normals"),
         "saliency": build_task("saliency", loss_weight=2.0),
         "semseg": build_task("semseg", num_classes=4),
     }
-    return UberNet(trunk=trunk, tasks=tasks, scales=scales, checkpoint_segments=checkpoint_segments)
+    return UberNet(trunk=trunk, tasks=tasks, scales=scales, checkpoint_segments=checkpoint_segments,
+                   stem_tap=stem_tap)
 
 
 def make_batch(rng: np.random.Generator, tasks: list[str], b: int = 2):
@@ -58,10 +59,10 @@ def grads_of(model, fn, samples):
 @pytest.mark.parametrize("tasks", [["boundaries"], ["normals", "saliency"], ["boundaries", "normals", "saliency",
                                                                                   "semseg"]])
 @pytest.mark.parametrize("scales", [(1.0,), (1.0, 0.5)])
-@pytest.mark.parametrize("segments", [0, 2])
-def test_bounded_equals_summed(tiny_trunk, tasks, scales, segments) -> None:
+@pytest.mark.parametrize(("segments", "stem"), [(0, 0), (2, 0), (2, 4)])
+def test_bounded_equals_summed(tiny_trunk, tasks, scales, segments, stem) -> None:
     torch.manual_seed(0)
-    model = make_model(tiny_trunk, scales, segments)
+    model = make_model(tiny_trunk, scales, segments, stem)
     samples = make_batch(np.random.default_rng(1), tasks)
     torch.manual_seed(1)
     l1, g1 = grads_of(model, summed_backward, samples)
@@ -73,6 +74,7 @@ def test_bounded_equals_summed(tiny_trunk, tasks, scales, segments) -> None:
     assert all(any(k.startswith(f"heads.{t}.") for k in g1) for t in tasks)
     assert not any(k.startswith("heads.") and k.split(".")[1] not in tasks for k in g1)
     assert all(k in g1 for k, _ in model.trunk.named_parameters(prefix="trunk"))
+    assert all(k in g1 for k, _ in model.named_parameters() if k.startswith(("stem.", "tap_norms.")))
     for k in g1:
         torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=1e-7, msg=k)
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ubernet.errors import ConfigError
-from ubernet.models.trunks.base import Trunk
+from ubernet.models.trunks.base import TapSpec, Trunk
 from ubernet.tasks.base import Task
 
 #: features[scale][tap]: ``Tensor[B, C_tap, H_s / stride_tap, W_s / stride_tap]``.
@@ -32,6 +32,10 @@ class UberNet(nn.Module):
         tap_norm: ``"bn"`` (paper: BatchNorm on every tap but the last), ``"none"``.
         checkpoint_segments: when > 0, trunk activations are recomputed in the backward pass from about this
             many anchor points (sqrt(L) is the classic choice) instead of being stored.
+        stem_tap: when > 0, a light full-resolution tap of this many channels (two 3×3 convs on the normalised
+            image) is prepended to the trunk's taps. It gives trunks without a stride-1 layer (ResNet,
+            MobileNetV2) the pixel-accurate evidence VGG-16's conv1_2 gives boundary-like tasks; it belongs to
+            the shared trunk (its parameters are in the trunk group).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class UberNet(nn.Module):
         scales: Sequence[float] = (1.0, 0.5, 0.25),
         tap_norm: str = "bn",
         checkpoint_segments: int = 0,
+        stem_tap: int = 0,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -54,7 +59,14 @@ class UberNet(nn.Module):
         self.trunk = trunk
         self.scales = scales
         self.checkpoint_segments = int(checkpoint_segments)
-        taps = trunk.taps
+        taps: tuple[TapSpec, ...] = tuple(trunk.taps)
+        self.stem: nn.Module | None = None
+        if stem_tap > 0:
+            self.stem = nn.Sequential(nn.Conv2d(3, stem_tap, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(stem_tap, stem_tap, 3, padding=1), nn.ReLU(inplace=True))
+            taps = (TapSpec("stem_s1", stem_tap, 1), *taps)
+        #: every tap the heads read: the optional stem tap, then the trunk's
+        self.taps = taps
         norms: list[nn.Module] = []
         for i, tap in enumerate(taps):
             # The paper normalises every tapped layer except the last (fc7), bringing responses of very
@@ -66,6 +78,11 @@ class UberNet(nn.Module):
         self.heads = nn.ModuleDict(
             {name: task.build_head(taps=taps, num_scales=len(scales)) for name, task in self.tasks.items()}
         )
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters shared by every task: trunk, optional stem tap, tap norms (the "trunk" group)."""
+        mods = [self.trunk, self.tap_norms] + ([self.stem] if self.stem is not None else [])
+        return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     @property
     def task_names(self) -> list[str]:
@@ -104,6 +121,8 @@ class UberNet(nn.Module):
         feats = []
         for x in self.pyramid(images):
             taps = self.trunk_taps(x)
+            if self.stem is not None:
+                taps = [self.stem(x), *taps]
             feats.append([norm(t) for norm, t in zip(self.tap_norms, taps)])
         return feats
 
