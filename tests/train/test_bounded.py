@@ -14,7 +14,7 @@ from ubernet.train.bounded import bounded_backward, pcgrad, summed_backward
 H, W = 16, 20
 
 
-def make_model(trunk, scales, checkpoint_segments=0, stem_tap=0):  # noqa: ANN001, ANN201
+def make_model(trunk, scales, checkpoint_segments=0, stem_tap=0):
     tasks = {
         "boundaries": build_task("boundaries", loss="mil"),
         "normals": build_task("normals"),
