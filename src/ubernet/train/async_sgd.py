@@ -125,8 +125,12 @@ class AsyncSGD:
 
     def sample_grads_finite(self, groups: Iterable[str]) -> bool:
         """True when every gradient the sample produced for ``groups`` is finite."""
-        return all(p.grad is None or bool(torch.isfinite(p.grad).all())
-                   for name in groups for p in self.groups[name].params)
+        grads = [p.grad for name in groups for p in self.groups[name].params if p.grad is not None]
+        if not grads:
+            return True
+        # One fused reduction: a norm is non-finite iff some element is inf or nan.
+        norms = torch._foreach_norm(grads)
+        return bool(torch.isfinite(torch.stack(norms)).all())
 
     def accumulate(self, counts: Mapping[str, int]) -> list[str]:
         """Add the current ``p.grad`` of each group in ``counts`` to its sum and count that many samples;
@@ -136,9 +140,9 @@ class AsyncSGD:
         for name, n in counts.items():
             if name not in self.groups:
                 raise KeyError(f"unknown group {name!r}; groups: {', '.join(self.groups)}")
-            for p, s in zip(self.groups[name].params, self.sums[name]):
-                if p.grad is not None:
-                    s.add_(p.grad)
+            pairs = [(s, p.grad) for p, s in zip(self.groups[name].params, self.sums[name]) if p.grad is not None]
+            if pairs:
+                torch._foreach_add_([s for s, _ in pairs], [g for _, g in pairs])
             self.counters[name] += int(n)
             if self.counters[name] >= self.groups[name].batch_size:
                 self.step_group(name)
