@@ -53,7 +53,7 @@ class Matcher:
     def __call__(self, iou: Tensor) -> Tensor:
         """``iou (Tensor[M, N])`` between M ground-truth boxes and N elements -> ``matched_idxs (Tensor[N])``."""
         m, n = iou.shape
-        if m == 0:
+        if m == 0 or n == 0:
             return torch.full((n,), self.NEGATIVE, dtype=torch.int64, device=iou.device)
         best, matched = iou.max(dim=0)
         result = matched.clone()

@@ -10,7 +10,8 @@ anchors (the paper's ``lambda·(1/N_reg)`` normalisation with ``lambda·N_cls/N_
 Padded batches: anchors whose centre lies outside an image's real ``(H, W)`` belong to the padding — they never
 become proposals and are never sampled. In training, anchors crossing the real image boundary by more than
 ``allowed_border`` pixels are ignored too (Faster R-CNN, Sec. 3.3: cross-boundary anchors make training hard to
-converge); ``allowed_border = inf`` keeps them all (torchvision's behaviour). At test time every in-image
+converge), and matching runs among the remaining anchors only, so that each box's low-quality match is its best
+usable anchor; ``allowed_border = inf`` keeps them all (torchvision's behaviour). At test time every in-image
 anchor is used and proposals are clipped to the real image.
 """
 
@@ -149,8 +150,11 @@ class RegionProposalNetwork(nn.Module):
     ) -> dict[str, Tensor]:
         matched = []
         for size, t in zip(image_sizes, targets):
-            m = match_with_difficult(self.matcher, t["boxes"], t["difficult"], anchors)
-            m[~self._visible(anchors, size)] = Matcher.IGNORE
+            # match among the visible anchors only (as Faster R-CNN, which drops the others first): the
+            # low-quality rule then gives each box its best *usable* anchor
+            visible = self._visible(anchors, size)
+            m = torch.full((anchors.shape[0],), Matcher.IGNORE, dtype=torch.int64, device=anchors.device)
+            m[visible] = match_with_difficult(self.matcher, t["boxes"], t["difficult"], anchors[visible])
             matched.append(m)
         pos_masks, neg_masks = self.sampler(matched)
         logits, labels, pred_d, target_d = [], [], [], []

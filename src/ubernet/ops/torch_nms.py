@@ -7,7 +7,7 @@ it runs as tensor operations on blocks of the score-sorted boxes:
 1. boxes of a block that overlap a box kept in an earlier block are dropped (one IoU matrix kept x block);
 2. inside the block, ``keep[i] = not any(keep[j] and S[j, i] for j < i)`` (``S`` = upper-triangular
    "IoU > threshold" matrix) is solved by fixed-point iteration from ``keep = all``. Each sweep is one
-   matrix-vector product; after sweep ``t`` every box whose chain of suppressors has length < ``t`` is final,
+   masked any-reduction over ``S``; after sweep ``t`` every box whose chain of suppressors has length < ``t`` is final,
    so the iteration reaches the unique greedy solution, and two equal consecutive sweeps prove it has
    (the idea of Cluster-NMS, Zheng et al. 2020). Typical sets need a handful of sweeps.
 
@@ -20,8 +20,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_BLOCK = 512  # boxes per block: large enough to keep Python steps few, small enough that B² stays cheap
-_CHUNK_PAIRS = 1 << 16  # box pairs per IoU chunk (a few 256 KiB temporaries: cache-resident)
+# Sizes below PyTorch's intra-op grain (32768 elements) on purpose: every op then runs on one thread. The work is
+# memory-bound (threads gain little), and on oversubscribed cores each parallel region can stall for a scheduler
+# quantum (measured: 10-20x slower NMS at 2 threads under load) — serial small ops avoid that entirely.
+_BLOCK = 128  # boxes per block (the in-block matrix has 128² = 16384 entries)
+_CHUNK_PAIRS = 30000  # box pairs per IoU chunk (cache-resident temporaries)
 
 
 def _columns(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -63,11 +66,13 @@ def _suppression(a: tuple[Tensor, ...], b: tuple[Tensor, ...], iou_threshold: fl
 def _greedy_in_block(cols: tuple[Tensor, ...], iou_threshold: float) -> Tensor:
     """Bool ``Tensor[n]``: greedy-NMS survivors of boxes (as :func:`_columns`) sorted by decreasing score."""
     n = cols[0].shape[0]
-    sup = _suppression(cols, cols, iou_threshold, any_row=False).triu_(diagonal=1).to(cols[0].dtype)
+    ar = torch.arange(n, device=cols[0].device)
+    # sup[j, i]: the higher-scored box j (j < i) would suppress box i if j is kept
+    sup = _suppression(cols, cols, iou_threshold, any_row=False) & (ar[:, None] < ar[None, :])
     keep = torch.ones(n, dtype=torch.bool, device=cols[0].device)
     # At most n + 1 sweeps are ever needed (chain length bound); the loop normally ends after a few.
     for _ in range(n + 1):
-        new_keep = (keep.to(sup.dtype) @ sup) == 0
+        new_keep = ~(sup & keep[:, None]).any(dim=0)
         if torch.equal(new_keep, keep):
             break
         keep = new_keep

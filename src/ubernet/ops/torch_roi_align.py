@@ -17,9 +17,9 @@ Implementation: bilinear sampling and bin averaging are linear and separable, so
 sum of at most ``(2·gy)·(2·gx)`` feature cells (16 for ``sampling_ratio=2``). The cell indices and weights of
 all bins of all RoIs of the whole batch are built with tensor ops (the zero-outside rule and unused adaptive
 slots become zero weights), then one ``embedding_bag(mode="sum", per_sample_weights=...)`` over the features
-viewed as a ``[B·H·W, C]`` table computes every bin at once — no loop over RoIs or images. The backward pass
-scatters the weighted output gradients back with ``index_add_`` (:class:`_WeightedGather`); like torchvision,
-no gradient flows to the RoI coordinates.
+viewed as a ``[B·H·W, C]`` table computes every bin at once — no loop over RoIs or images. The backward pass is
+the transposed gather, also one ``embedding_bag`` (:class:`_WeightedGather`); like torchvision, no gradient
+flows to the RoI coordinates.
 """
 
 from __future__ import annotations
@@ -49,15 +49,14 @@ def rois_to_tensor(rois: Tensor | list[Tensor], like: Tensor) -> Tensor:
     return rois.detach().to(dtype=like.dtype, device=like.device)
 
 
-_BACKWARD_CHUNK = 1 << 20  # (tap, channel) products per chunk of the backward pass (4 MiB of float32)
-
-
 class _WeightedGather(torch.autograd.Function):
     """``out[n] = sum_t weights[n, t] · table[cells[n, t]]``: ``Tensor[N, C]`` from ``table (Tensor[R, C])``.
 
-    Forward is ``embedding_bag(mode="sum")``. Backward scatters ``weights · grad_out`` into the table rows with
-    ``index_add_`` in chunks: unlike embedding_bag's own backward it does not sort the indices (about 2x
-    faster on CPU). No gradient for cells or weights (RoI coordinates get none, as in torchvision).
+    Forward is ``embedding_bag(mode="sum")``. Backward is the transposed gather: the (bag, weight) entries are
+    sorted by table row once, and a second ``embedding_bag`` over ``grad_out`` sums each row's bag. That beats
+    embedding_bag's own backward and ``index_add_`` (about 2.5x on one core), and unlike ``index_add_`` it does
+    not stall when the cores are oversubscribed. No gradient for cells or weights (RoI coordinates get none, as
+    in torchvision).
     """
 
     @staticmethod
@@ -68,16 +67,18 @@ class _WeightedGather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
-        cells, weights = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        n, taps = cells.shape
-        ch = grad_out.shape[1]
-        grad_table = grad_out.new_zeros((ctx.rows, ch))
-        step = max(1, _BACKWARD_CHUNK // max(taps * ch, 1))
-        for s in range(0, n, step):  # chunks bound the [bags, taps, C] temporary
-            contrib = grad_out[s : s + step, None, :] * weights[s : s + step, :, None]
-            grad_table.index_add_(0, cells[s : s + step].reshape(-1), contrib.reshape(-1, ch))
+        cells, weights = ctx.saved_tensors
+        taps = cells.shape[1]
+        flat = cells.reshape(-1)
+        order = torch.argsort(flat)
+        counts = torch.bincount(flat, minlength=ctx.rows)
+        offsets = torch.cumsum(counts, 0) - counts
+        bags = order // taps  # the output row (bin) each sorted entry came from
+        grad_table = F.embedding_bag(
+            bags, grad_out, offsets, per_sample_weights=weights.reshape(-1)[order].to(grad_out.dtype), mode="sum"
+        )
         return grad_table, None, None
 
 

@@ -9,19 +9,19 @@ Quantisation rules (Caffe's Fast R-CNN, reproduced by ``torchvision.ops.roi_pool
   ``[0, W]``; the same for y;
 * the output is the maximum over the bin's cells, or 0 for an empty bin.
 
-Implementation: every bin is padded to the largest bin extent (``mh x mw``), the cells are gathered with one
-``index_select`` per chunk of RoIs (chunks bound memory, not a per-RoI loop), padded cells are set to ``-inf``
-and a ``max`` reduces them. Gradients reach the arg-max cell of each bin, as in torchvision.
+Implementation: the cell indices of every bin of every RoI are built with tensor ops (padded to the largest bin
+extent, then the padding dropped), and one ``embedding_bag(mode="max")`` over the features viewed as a
+``[B·H·W, C]`` table reduces each bin's variable-size bag of cells — no loop over RoIs. Empty bags give 0, and
+gradients reach the arg-max cell of each bin, as in torchvision.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ubernet.ops.torch_roi_align import _pair, rois_to_tensor
-
-_CHUNK_ELEMENTS = 1 << 24  # gathered values per chunk (64 MiB of float32)
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -66,25 +66,15 @@ def roi_pool_torch(
     tx = torch.arange(mw, device=features.device)
     rows = y_lo[:, :, None] + ty  # [K, oh, mh]
     cols = x_lo[:, :, None] + tx  # [K, ow, mw]
-    row_ok = rows < y_hi[:, :, None]
-    col_ok = cols < x_hi[:, :, None]
-    # flat index into features viewed as [C, B*H*W]; padded slots point at cell 0 and are masked below
-    flat = (
+    ok = (rows < y_hi[:, :, None])[:, :, None, :, None] & (cols < x_hi[:, :, None])[:, None, :, None, :]
+    cells = (
         batch_idx[:, None, None, None, None] * (h * w)
         + rows.clamp(max=h - 1)[:, :, None, :, None] * w
         + cols.clamp(max=w - 1)[:, None, :, None, :]
     )  # [K, oh, ow, mh, mw]
-    ok = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]
-    flat = torch.where(ok, flat, torch.zeros_like(flat)).reshape(k, oh * ow * mh * mw)
-    ok = ok.reshape(k, oh, ow, mh * mw)
-    source = features.permute(1, 0, 2, 3).reshape(c, b * h * w)
-    per_roi = c * oh * ow * mh * mw
-    step = max(1, _CHUNK_ELEMENTS // per_roi)
-    outs = []
-    for s in range(0, k, step):  # chunks of RoIs bound the gathered tensor's size
-        vals = source.index_select(1, flat[s : s + step].reshape(-1)).view(c, -1, oh, ow, mh * mw)
-        vals = vals.masked_fill(~ok[s : s + step][None], float("-inf"))
-        outs.append(vals.max(dim=-1).values)
-    pooled = torch.cat(outs, dim=1).permute(1, 0, 2, 3)  # [K, C, oh, ow]
-    empty = ~ok.any(dim=-1)  # [K, oh, ow]
-    return pooled.masked_fill(empty[:, None], 0.0).contiguous()
+    counts = ok.flatten(3).sum(dim=3).flatten()  # cells per bin, [K*oh*ow]
+    offsets = torch.cumsum(counts, 0) - counts
+    table = features.permute(0, 2, 3, 1).contiguous().view(b * h * w, c)  # one row of C values per cell
+    # variable-size bags: each bin's cells in row-major order; an empty bag gives 0, as torchvision's empty bins
+    pooled = F.embedding_bag(cells[ok], table, offsets, mode="max")  # [K*oh*ow, C]
+    return pooled.view(k, oh, ow, c).permute(0, 3, 1, 2).contiguous()
