@@ -37,6 +37,7 @@ class RunResult:
     seconds_eval: float
     steps: int
     skipped: int
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 evaluates and writes; the others return {})
 
 
 def eval_samples(cfg: Config) -> list[Sample]:
@@ -54,6 +55,14 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     if ckpt_path.exists() and not resume:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     trainer, task_opts = build_trainer(cfg)
+    from ubernet.train.distributed import distribute_from_env, shutdown_distributed
+
+    trainer, dist_ctx = distribute_from_env(trainer, seed=cfg.seed)  # torchrun: WORLD_SIZE > 1
+    if dist_ctx is not None and not dist_ctx.is_main:
+        # The other ranks only train: rank 0 loads the checkpoint, hands it over, logs, evaluates and writes.
+        trainer.train(cfg.train.steps)
+        shutdown_distributed()
+        return RunResult(out, {}, 0.0, 0.0, trainer.step_count, trainer.skipped, rank=dist_ctx.rank)
     model = trainer.model
     held_out = eval_samples(cfg)
     div = size_divisor(model)
@@ -72,6 +81,8 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t0 = time.time()
     trainer.train(cfg.train.steps)
+    if dist_ctx is not None:
+        shutdown_distributed()  # waits for every rank, after rank 0's final checkpoint and evaluation
     t_train = time.time() - t0
     t0 = time.time()
     final = evals.history[-1][1]

@@ -21,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     result = run_training(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if result.rank != 0:  # under torchrun only rank 0 reports
+        return 0
     print(json.dumps(result.metrics, indent=2))
     print(f"wrote {result.out_dir} ({result.steps} steps, {result.seconds_train:.0f} s, {result.skipped} skipped)")
     return 0

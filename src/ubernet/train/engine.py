@@ -50,6 +50,7 @@ class StepResult:
     updated: list[str] = field(default_factory=list)
     skipped: bool = False
     sources: list[str] = field(default_factory=list)
+    draws: int = 1  # draws of the union this step consumed (a distributed round consumes one per rank)
 
 
 class Hook(Protocol):
@@ -98,6 +99,25 @@ class Trainer:
     def run_step(self) -> StepResult:
         """Draw a batch, backward over its labelled tasks, feed the asynchronous rule."""
         samples = self.sampler.next_batch()
+        losses, counts = self.forward_backward(samples)
+        self.step_count += 1
+        result = StepResult(step=self.step_count, losses=losses, sources=[s.source for s in samples])
+        finite = all(math.isfinite(v) for d in losses.values() for v in d.values())
+        if not finite or not self.rule.sample_grads_finite(counts):
+            # A non-finite loss or gradient never reaches the sums or the weights: drop the batch, count it.
+            self.skipped += 1
+            result.skipped = True
+            self.rule.zero_sample_grads()
+            return result
+        result.updated = self.rule.accumulate(counts)
+        return result
+
+    def forward_backward(self, samples: Sequence[Sample]) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+        """The multi-task backward of one batch, its gradient left in ``p.grad`` (cleared first).
+
+        Returns the named losses per labelled task and the sample count per group (``trunk`` + each labelled
+        task) — what :meth:`AsyncSGD.accumulate` takes. (Shared with ``ubernet.train.distributed``.)
+        """
         images, sizes = collate_images(samples, self.size_divisor)
         batches: list[TaskBatch] = []
         for name, task in self.model.tasks.items():
@@ -113,18 +133,7 @@ class Trainer:
                                           generator=self.pcgrad_rng)
             else:
                 losses = summed_backward(self.model, images, sizes, batches, self.weigh)
-        self.step_count += 1
-        result = StepResult(step=self.step_count, losses=losses, sources=[s.source for s in samples])
-        counts = {"trunk": len(samples), **{name: len(idx) for name, idx, _ in batches}}
-        finite = all(math.isfinite(v) for d in losses.values() for v in d.values())
-        if not finite or not self.rule.sample_grads_finite(counts):
-            # A non-finite loss or gradient never reaches the sums or the weights: drop the batch, count it.
-            self.skipped += 1
-            result.skipped = True
-            self.rule.zero_sample_grads()
-            return result
-        result.updated = self.rule.accumulate(counts)
-        return result
+        return losses, {"trunk": len(samples), **{name: len(idx) for name, idx, _ in batches}}
 
     def train(self, steps: int) -> None:
         """Run until ``step_count == steps`` (resumed trainers continue from where they stopped)."""

@@ -15,6 +15,12 @@ from ubernet.train.checkpoint import save_checkpoint
 from ubernet.train.engine import StepResult, Trainer
 
 
+def due(result: StepResult, every: int) -> bool:
+    """True when this step passed a multiple of ``every`` (``step % every == 0`` for one-draw steps; a distributed
+    round draws one sample per rank, so its step count can jump over the multiple)."""
+    return every > 0 and result.step // every > (result.step - result.draws) // every
+
+
 class RunningLosses:
     """Exponential moving averages of each task's total loss (per labelled sample)."""
 
@@ -43,8 +49,8 @@ class ProgressHook:
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
         self.running.update(result.losses)
         if self.bar is not None:
-            self.bar.update(1)
-            if result.step % 5 == 0:
+            self.bar.update(result.draws)
+            if due(result, 5):
                 self.bar.set_postfix_str(" ".join(f"{k[:6]}={v:.3f}" for k, v in self.running.values.items()))
 
     def after_train(self, trainer: Trainer) -> None:
@@ -83,7 +89,7 @@ class CSVLogHook:
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
         self.running.update(result.losses)
-        if result.step % self.every:
+        if not due(result, self.every):
             return
         row: dict[str, Any] = {"step": result.step, "seconds": round(time.time() - self.t0, 2),
                                "skipped": trainer.skipped}
@@ -120,7 +126,7 @@ class CheckpointHook:
         pass
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        if self.every and result.step % self.every == 0:
+        if due(result, self.every):
             self.save(trainer)
 
     def after_train(self, trainer: Trainer) -> None:
@@ -139,7 +145,7 @@ class EvalHook:
         pass
 
     def after_step(self, trainer: Trainer, result: StepResult) -> None:
-        if self.every and result.step % self.every == 0 and result.step < getattr(trainer, "target_steps", 0):
+        if due(result, self.every) and result.step < getattr(trainer, "target_steps", 0):
             self.history.append((result.step, self.fn(trainer)))
 
     def after_train(self, trainer: Trainer) -> None:
