@@ -185,6 +185,8 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     entries, class_names = build_union(cfg)
     task_opts = resolve_task_options(cfg, class_names)
     model = build_model(cfg, task_opts)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     weighting = UncertaintyWeighting(list(model.tasks)) if cfg.train.weighting == "uncertainty" else None
     rule = build_rule(cfg, model, entries, weighting)
     sampler = UnionSampler(entries, seed=cfg.seed, batch_size=cfg.train.batch_size)

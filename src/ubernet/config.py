@@ -82,7 +82,8 @@ class TrainConfig:
     batch_sizes: dict[str, int] = field(default_factory=lambda: {"trunk": 30, "detection": 2, "default": 10})
     groups: dict[str, GroupConfig] = field(default_factory=dict)  # per-group overrides (trunk, task names)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    bf16: bool = False
+    bf16: bool = False  # bfloat16 autocast for forward passes (pays for VGG-16 with channels_last on AMX CPUs)
+    channels_last: bool = False  # NHWC memory layout for the model (pays together with bf16 on VGG-16)
     eval_every: int = 0  # steps between evaluations (0 = only at the end)
     checkpoint_every: int = 500
     log_every: int = 10

@@ -21,7 +21,9 @@ def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[s
     """Predictions ``[{task: numpy prediction}]`` for a batch of samples (model in eval mode)."""
     names = model.check_tasks(tasks)
     images, sizes = collate_images(samples, size_divisor)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    device = next(model.parameters()).device
+    images = images.to(device)
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with ctx:
         outputs = model(images, names, image_sizes=sizes)
     per_task = {n: model.tasks[n].predict(outputs[n], sizes) for n in names}

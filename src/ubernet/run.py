@@ -115,6 +115,8 @@ def load_model(checkpoint: str | Path) -> tuple[UberNet, Config]:
         model.load_state_dict(prefixed(tensors, "model"))
     except RuntimeError as e:
         raise DataError(f"{checkpoint}: weights do not fit the configured model ({e})") from e
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model.eval(), cfg
 
 

@@ -133,3 +133,16 @@ def test_label_out_of_range_names_sample(rng) -> None:
     s = Sample(image=np.zeros((2, 2, 3), np.uint8), targets={"semseg": np.full((2, 2), 7, np.uint8)}, id="img7")
     with pytest.raises(ValueError, match="img7"):
         task.collate([s], (2, 2))
+
+
+def test_channelwise_fusion_equals_grouped_conv() -> None:
+    from ubernet.models.heads import DenseHead
+    from ubernet.models.trunks.base import TapSpec
+
+    torch.manual_seed(0)
+    head = DenseHead(taps=[TapSpec("a", 4, 1), TapSpec("b", 6, 2)], out_channels=3, num_scales=2)
+    torch.nn.init.normal_(head.layer_fuse.weight)
+    torch.nn.init.normal_(head.layer_fuse.bias)
+    maps = [torch.randn(2, 3, 5, 7) for _ in range(2)]
+    grouped = head.layer_fuse(torch.stack(maps, dim=2).flatten(1, 2))  # interleaved: c0 of every map, c1, ...
+    torch.testing.assert_close(DenseHead._fuse(head.layer_fuse, maps), grouped)

@@ -86,9 +86,16 @@ class DenseHead(nn.Module):
         else:
             self.scale_fuse = None
 
-    def _interleave(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """Stack ``n`` maps of ``C`` channels as ``[B, C*n]`` with channel-major order for the grouped fuse."""
-        return torch.stack(maps, dim=2).flatten(1, 2)
+    @staticmethod
+    def _fuse(conv: nn.Conv2d, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Apply a channel-wise fusion ``conv`` (grouped 1×1, weight ``[C, n, 1, 1]``) to ``n`` maps of ``C``
+        channels. Written as a weighted sum it equals the grouped convolution over the interleaved stack, but
+        needs no stacked copy and runs several times faster on CPU (especially under bf16)."""
+        w = conv.weight[:, :, 0, 0]  # [C, n]
+        out = conv.bias.view(1, -1, 1, 1).to(maps[0].dtype)  # type: ignore[union-attr]
+        for i, m in enumerate(maps):
+            out = out + m * w[:, i].view(1, -1, 1, 1).to(m.dtype)
+        return out
 
     def forward_scale(self, taps: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Logits ``Tensor[B, C, *size]`` of one pyramid scale from its tap tensors."""
@@ -98,7 +105,7 @@ class DenseHead(nn.Module):
             if score.shape[-2:] != size:
                 score = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
             maps.append(score)
-        return self.layer_fuse(self._interleave(maps))
+        return self._fuse(self.layer_fuse, maps)
 
     def forward(
         self,
@@ -115,5 +122,5 @@ class DenseHead(nn.Module):
         else:
             if len(scales) != self.num_scales:
                 raise ValueError(f"head built for {self.num_scales} scales got {len(scales)}")
-            fused = self.scale_fuse(self._interleave(scales))
+            fused = self._fuse(self.scale_fuse, scales)  # type: ignore[arg-type]
         return DenseOutput(scales=scales, fused=fused)
