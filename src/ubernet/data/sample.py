@@ -32,7 +32,8 @@ field                     array                                   meaning
 ========================  =====================================  =================================================
 
 The task that reads each field declares it (``Task.fields``); ``detection`` reads ``boxes``, ``labels`` and
-``difficult``. Optional tasks declare further fields in their own file (e.g. ``depth``, see docs/adding-a-task.md). The image itself is uint8 ``H×W×3`` RGB.
+``difficult``. Optional tasks declare further fields in their own file (e.g. ``depth``, see
+docs/adding-a-task.md). The image itself is uint8 ``H×W×3`` RGB.
 """
 
 from __future__ import annotations
