@@ -94,6 +94,8 @@ class TrainConfig:
 class EvalConfig:
     data: SourceConfig = field(default_factory=lambda: SourceConfig(name="eval", source="full", n=100, seed=10**6))
     max_images: int | None = None
+    periodic_images: int = 20  # held-out images scored by the evaluations during training (curves); the final
+    #                            evaluation always uses the whole held-out set
 
 
 @dataclass

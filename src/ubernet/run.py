@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from ubernet.api import build_model, build_source, build_trainer, size_divisor
 from ubernet.config import Config, from_dict, to_dict
@@ -68,7 +69,15 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     div = size_divisor(model)
 
     def run_eval(tr: Trainer) -> dict[str, dict[str, float]]:
-        return headline(evaluate(tr.model, held_out, bf16=cfg.train.bf16, size_divisor=div, progress=False), model)
+        # Evaluations during training score the first `periodic_images` held-out images (for the curves);
+        # the one at the end of training scores them all.
+        final = tr.step_count >= cfg.train.steps
+        subset = held_out if final else held_out[: cfg.eval.periodic_images]
+        t0 = time.time()
+        res = headline(evaluate(tr.model, subset, bf16=cfg.train.bf16, size_divisor=div, progress=False), model)
+        short = "  ".join(f"{t}:{next(iter(v.values())):.3f}" for t, v in res.items() if v)
+        tqdm.write(f"step {tr.step_count}: eval on {len(subset)} images ({time.time() - t0:.0f} s) {short}")
+        return res
 
     meta = {"config": to_dict(cfg), "task_options": task_opts}
     evals = EvalHook(run_eval, cfg.train.eval_every)
