@@ -103,7 +103,7 @@ class UberNet(nn.Module):
         """The normalised input at every scale. ``images``: ``Tensor[B, 3, H, W]`` RGB float in [0, 255]."""
         x = self.trunk.input_norm.apply(images)
         out = [x]
-        h, w = x.shape[-2:]
+        h, w = int(x.shape[-2]), int(x.shape[-1])
         for s in self.scales[1:]:
             # Area interpolation = box filter: anti-aliased, exact for factors 1/2^k, and exportable.
             size = (max(1, round(h * s)), max(1, round(w * s)))

@@ -1,0 +1,99 @@
+"""`ubernet demo --quick` end to end, then predict on odd inputs and export from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ubernet.cli.main import main
+
+KEYS = {
+    "boundaries": {"ods", "ois", "ap"},
+    "normals": {"mean", "median", "within_11.25", "within_22.5", "within_30"},
+    "saliency": {"maxf", "mae"},
+    "semseg": {"miou"},
+    "parts": {"miou"},
+    "semantic_boundaries": {"maxf", "ap"},
+    "detection": {"map_voc07", "map_voc10"},
+}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_demo_quick_writes_everything(demo_run: Path) -> None:
+    for name in ("metrics.json", "panel.png", "curves.png", "config.yaml", "last.safetensors", "log.csv"):
+        assert (demo_run / name).is_file(), name
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    assert set(metrics) == set(KEYS)
+    for task, keys in KEYS.items():
+        assert keys <= set(metrics[task]), task
+        assert all(math.isfinite(metrics[task][k]) for k in keys), task
+    panel = Image.open(demo_run / "panel.png")
+    assert panel.width > 8 * 100  # the input and seven outputs side by side
+
+
+def _write(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+def test_predict_odd_inputs(demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(0)
+    images = tmp_path / "in"
+    images.mkdir()
+    _write(images / "gray.png", rng.integers(0, 255, (40, 50), dtype=np.uint8))
+    _write(images / "rgba.png", rng.integers(0, 255, (37, 61, 4), dtype=np.uint8))
+    Image.fromarray(rng.integers(0, 65535, (45, 33), dtype=np.uint16)).save(images / "deep16.png")
+    assert Image.open(images / "deep16.png").mode.startswith("I")  # really a 16-bit PNG
+    out = tmp_path / "out"
+    ckpt = str(demo_run / "last.safetensors")
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), str(images)]) == 0
+    sizes = {"gray": (40, 50), "rgba": (37, 61), "deep16": (45, 33)}
+    for stem, (h, w) in sizes.items():
+        b = np.asarray(Image.open(out / "boundaries" / f"{stem}.png"))
+        assert b.shape == (h, w)
+        assert np.load(out / "normals" / f"{stem}.npy").shape == (h, w, 3)
+        assert np.asarray(Image.open(out / "semseg" / f"{stem}.png")).shape == (h, w)
+        assert np.load(out / "semantic_boundaries" / f"{stem}.npz")["boundaries"].shape[1:] == (h, w)
+        lines = (out / "detection" / f"{stem}.txt").read_text().splitlines()
+        for line in lines:
+            name, score, *box = line.split()
+            assert 0 <= float(score) <= 1 and len(box) == 4
+        assert (out / "panel" / f"{stem}.png").is_file()
+    # refused with a clear message: a 1×1 image and a corrupt file, each named
+    tiny = _write(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8))
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), str(tiny)]) == 2
+    assert "tiny.png" in capsys.readouterr().err
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), str(bad)]) == 2
+    assert "corrupt.jpg" in capsys.readouterr().err
+
+
+def test_export_round_trip(demo_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from ubernet.export import export_onnx
+    from ubernet.run import load_model
+
+    model, _ = load_model(demo_run / "last.safetensors")
+    diffs = export_onnx(model, tmp_path / "m.onnx", size=(64, 96))
+    assert set(diffs) == set(KEYS) - {"detection"}
+    assert max(diffs.values()) <= 1e-4
+
+
+def test_bad_checkpoint_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"garbage")
+    assert main(["eval", "--checkpoint", str(fake)]) == 2
+    assert "fake.safetensors" in capsys.readouterr().err
