@@ -93,7 +93,8 @@ def thin(bw: np.ndarray, max_iter: int | None = None) -> np.ndarray:
         if len(cand):
             # de-duplicate without sorting: mark, collect, unmark
             mark[cand] = True
-            cand = np.flatnonzero(mark) if len(cand) > flat.size // 8 else np.unique(cand)
+            # flatnonzero over the whole (small) mask beats a hash-based unique unless cand is tiny
+            cand = np.flatnonzero(mark) if len(cand) > flat.size // 256 else np.unique(cand)
             mark[cand] = False
             cand = cand[flat[cand] != 0]
             if len(cand):
