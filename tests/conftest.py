@@ -48,6 +48,6 @@ def tiny_trunk():
 
 
 @pytest.fixture
-def make_trunk():  # noqa: ANN201
+def make_trunk():
     """Factory for fresh tiny trunks (several models in one test)."""
     return make_tiny_trunk

@@ -68,6 +68,7 @@ def test_predict_odd_inputs(demo_run: Path, tmp_path: Path, capsys: pytest.Captu
         lines = (out / "detection" / f"{stem}.txt").read_text().splitlines()
         for line in lines:
             name, score, *box = line.split()
+            assert name in {"sphere", "cube", "cylinder", "cone", "pyramid", "star", "capsule", "ring", "person"}
             assert 0 <= float(score) <= 1 and len(box) == 4
         assert (out / "panel" / f"{stem}.png").is_file()
     # refused with a clear message: a 1×1 image and a corrupt file, each named
