@@ -19,34 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from ubernet.data.readers.voc import VOC_CLASSES as _VOC_WITH_BACKGROUND
 from ubernet.errors import DataError
 from ubernet.metrics import files
 
 __all__ = ["SCORE_TASKS", "VOC_CLASSES", "score_folders"]
 
 #: PASCAL VOC object classes (without background), the default class list of ``detection``
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
+VOC_CLASSES: tuple[str, ...] = _VOC_WITH_BACKGROUND[1:]
 
 # task -> (prediction extensions, ground-truth extensions, an empty prediction stands for a missing one)
 SCORE_TASKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], bool]] = {
