@@ -112,7 +112,7 @@ def copy_task_class(base: type, name: str) -> type:
     original, so a sample labelled for the original also carries the copy's targets. It is not registered:
     pass its instances directly in the ``tasks`` mapping of UberNet.
     """
-    return type(f"{base.__name__}Copy_{name}", (base,), {"name": name})
+    return type(f"{base.__name__}Copy_{name}", (base,), {"name": name, "copy_of": base})
 
 
 def real_task_names() -> list[str]:
@@ -223,9 +223,40 @@ def random_sample(tasks: Mapping[str, Any], size: tuple[int, int], seed: int = 0
 
 
 def task_batches(tasks: Mapping[str, Any], samples: Sequence[Sample], image_hw: tuple[int, int]) -> list[Any]:
-    """``(name, indices, collated targets)`` for every task, all samples labelled (what the backward takes)."""
+    """``(name, indices, collated targets)`` for every task, all samples labelled (what the backward takes).
+
+    A copy of a task shares its original's collated targets (they are identical): the targets of T real tasks
+    are input data that grows with T whatever the backward does, and duplicating them for copies would blur
+    the measurement of the backward's own memory (20 float channels per semantic-boundary copy).
+    """
     idx = list(range(len(samples)))
-    return [(name, idx, task.collate(samples, image_hw)) for name, task in tasks.items()]
+    collated: dict[Any, Any] = {}
+    out = []
+    for name, task in tasks.items():
+        key = (getattr(type(task), "copy_of", type(task)), task.fields)
+        if key not in collated:
+            collated[key] = task.collate(samples, image_hw)
+        out.append((name, idx, collated[key]))
+    return out
+
+
+def targets_mib(batches: Sequence[Any]) -> float:
+    """Memory of the distinct collated target tensors of ``task_batches`` output, MiB."""
+    seen: dict[int, int] = {}
+
+    def visit(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            seen[x.data_ptr()] = x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    for _, _, targets in batches:
+        visit(targets)
+    return sum(seen.values()) / 2**20
 
 
 # --- measurement helpers --------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def run_child(cfg: dict[str, Any], timeout: float = 1800.0) -> dict[str, Any]:
 def _row(mode: str, tasks: int, rep: dict[str, Any]) -> dict[str, Any]:
     row = {"mode": mode, "tasks": tasks, "peak_mib": rep.get("peak_mib"), "step_seconds": rep.get("step_seconds"),
            "step_cpu_seconds": rep.get("step_cpu_seconds"), "ok": rep.get("ok", False)}
-    for k in ("build_mib", "checkpoint_segments", "step_times", "code", "error"):
+    for k in ("build_mib", "targets_mib", "checkpoint_segments", "step_times", "code", "error"):
         if k in rep:
             row[k] = rep[k]
     return row
