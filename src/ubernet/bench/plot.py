@@ -46,9 +46,13 @@ def line_plot(
     y_from_zero: bool = True,
     size: tuple[int, int] = (720, 480),
 ) -> Path:
-    """Draw one polyline with markers per series (``name -> [(x, y), ...]``) and save a PNG at ``path``."""
+    """Draw one polyline with markers per series (``name -> [(x, y), ...]``) and save a PNG at ``path``.
+
+    ``title`` may have several lines (``\n``); points with ``y`` None are skipped.
+    """
     w, h = size
-    left, right, top, bottom = 78, 20, 40 if title else 16, 56
+    lines = title.split("\n") if title else []
+    left, right, top, bottom = 78, 20, 24 + 14 * len(lines) if lines else 16, 56
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -78,8 +82,8 @@ def line_plot(
         label = _fmt(v)
         d.text((px - d.textlength(label, font=font) / 2, top + ph + 7), label, fill="black", font=font)
     d.rectangle([left, top, left + pw, top + ph], outline="black")
-    if title:
-        d.text(((w - d.textlength(title, font=font)) / 2, 12), title, fill="black", font=font)
+    for k, line in enumerate(lines):
+        d.text(((w - d.textlength(line, font=font)) / 2, 10 + 14 * k), line, fill="black", font=font)
     if xlabel:
         d.text((left + (pw - d.textlength(xlabel, font=font)) / 2, h - 22), xlabel, fill="black", font=font)
     if ylabel:
@@ -120,7 +124,10 @@ def plot_memory(result: dict, path: str | Path) -> Path:
     for pts in series.values():
         pts.sort()
     ts = sorted({t for pts in series.values() for t, _ in pts})
-    title = (f"UberNet training peak memory (VmHWM), {result.get('trunk', '')} "
-             f"{result['size']}x{result['size']}, scales {result.get('scales', '')}")
+    real = result.get("real_tasks", [])
+    tasks = (f"T copies of {real[0]}" if len(real) == 1 else
+             f"tasks in order {', '.join(real)}, then copies of the dense ones")
+    title = (f"UberNet training peak memory (VmHWM), {result.get('trunk', '')} {result['size']}x{result['size']}, "
+             f"pyramid scales {', '.join(f'{s:g}' for s in result.get('scales', []))}\n{tasks}")
     return line_plot(series, path, title=title, xlabel="number of tasks T", ylabel="peak memory (MiB)",
                      xticks=ts)
