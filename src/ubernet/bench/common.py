@@ -269,13 +269,6 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """``(wall-clock seconds, result)`` of one call."""
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
 def timed_both(fn: Callable[[], Any]) -> tuple[float, float, Any]:
     """``(wall-clock seconds, CPU seconds of this process, result)`` of one call.
 

@@ -187,7 +187,7 @@ def largest_size(cfg: MemoryConfig, mode: str, cap_mib: float, *, tasks: int = 7
     def fits(s: int) -> bool:
         child = cfg.child_config(mode, tasks, size=[s, s], steps=0, warmup=1, cap_mib=cap_mib)
         rep = run_child(child, cfg.timeout)
-        probes.append({"size": s, "ok": bool(rep.get("ok")), "peak_mib": rep.get("peak_mib"),
+        probes.append({"size": s, "ok": bool(rep.get("ok")), "peak_mib": rep.get("peak_mib"), "code": rep.get("code"),
                        **({"error": rep["error"]} if "error" in rep else {})})
         say(f"cap {cap_mib:.0f} MiB {mode:<15} S={s:<5} {'fits' if rep.get('ok') else 'fails'}")
         return bool(rep.get("ok"))
@@ -277,7 +277,10 @@ def run_memory(cfg: MemoryConfig, *, sweep: bool = True, cap_mib: float | None =
     out["targets"] = TARGETS
     out["machine"] = machine_info()
     # Others edit the model code while benchmarks run: flag a run whose children saw different code.
-    digests = {r.get("code") for r in out.get("results", []) if r.get("code")}
+    rows = list(out.get("results", []))
+    for mode in ("summed", "bounded"):
+        rows += out.get("cap", {}).get(mode, {}).get("probes", [])
+    digests = {r.get("code") for r in rows if r.get("code")}
     out["code_digests_seen"] = sorted(digests)
     out["machine"]["threads"] = cfg.threads or out["machine"]["threads"]
     return out
