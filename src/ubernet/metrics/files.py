@@ -103,13 +103,18 @@ def read_png(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable image ({e})") from None
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array as float64 (no pickles); errors name the file."""
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable .npy ({e})") from None
+
+
 def read_soft_map(path: Path) -> np.ndarray:
     """Soft map in [0, 1] (float64 ``H×W``): PNG uint8 / 255 or uint16 / 65535; ``.npy`` floats as stored."""
     if path.suffix.lower() == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: unreadable .npy ({e})") from None
+        a = _load_npy(path)
     else:
         a = read_png(path)
         if a.ndim != 2:
@@ -131,10 +136,7 @@ def read_label_map(path: Path) -> np.ndarray:
 def read_normals(path: Path) -> np.ndarray:
     """Normals ``H×W×3`` float64: ``.npy`` as stored, or RGB PNG ``n = 2 v / 255 - 1`` (black = invalid -> 0)."""
     if path.suffix.lower() == ".npy":
-        try:
-            a = np.load(path, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: unreadable .npy ({e})") from None
+        a = _load_npy(path)
     else:
         v = read_png(path)
         if v.ndim != 3:
