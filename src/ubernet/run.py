@@ -21,6 +21,7 @@ from ubernet.config import Config, from_dict, to_dict
 from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError, DataError
 from ubernet.evaluation import evaluate, headline, predict_samples
+from ubernet.models.trunks.base import input_norm_from_meta
 from ubernet.models.ubernet import UberNet
 from ubernet.report import curves, panel, save_png
 from ubernet.train.checkpoint import load_checkpoint, prefixed
@@ -124,6 +125,11 @@ def load_model(checkpoint: str | Path) -> tuple[UberNet, Config]:
         model.load_state_dict(prefixed(tensors, "model"))
     except RuntimeError as e:
         raise DataError(f"{checkpoint}: weights do not fit the configured model ({e})") from e
+    if "input_norm" in meta:
+        try:
+            model.trunk.input_norm = input_norm_from_meta(meta["input_norm"])
+        except ValueError as e:
+            raise DataError(f"{checkpoint}: {e}") from e
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval(), cfg

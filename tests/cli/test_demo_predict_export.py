@@ -98,3 +98,23 @@ def test_bad_checkpoint_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
     fake.write_bytes(b"garbage")
     assert main(["eval", "--checkpoint", str(fake)]) == 2
     assert "fake.safetensors" in capsys.readouterr().err
+
+
+def test_input_norm_survives_checkpoint(demo_run: Path, tmp_path: Path) -> None:
+    """A trunk loaded from a Caffe/Keras file normalises like Caffe (BGR, [0, 255] minus a mean); that is not in the
+    state dict, so the checkpoint meta must carry it or a reloaded model would see differently scaled images."""
+    from ubernet.models.trunks.base import CAFFE_VGG16, TORCHVISION_IMAGENET
+    from ubernet.run import load_model
+    from ubernet.train.checkpoint import load_checkpoint, save_checkpoint
+
+    model, _ = load_model(demo_run / "last.safetensors")
+    assert model.trunk.input_norm == TORCHVISION_IMAGENET
+    tensors, meta = load_checkpoint(demo_run / "last.safetensors")
+    assert meta["input_norm"]["mean"] == list(TORCHVISION_IMAGENET.mean)  # written by the trainer
+    meta["input_norm"] = {"mean": list(CAFFE_VGG16.mean), "std": list(CAFFE_VGG16.std), "bgr": True, "scale": 255.0}
+    save_checkpoint(tmp_path / "caffe.safetensors", tensors, meta)
+    model, _ = load_model(tmp_path / "caffe.safetensors")
+    assert model.trunk.input_norm == CAFFE_VGG16
+    meta["input_norm"] = {"mean": [1, 2]}
+    save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
+    assert main(["eval", "--checkpoint", str(tmp_path / "bad.safetensors")]) == 2

@@ -36,13 +36,17 @@ CASES = [
     # width 0.5: 16*.5=8 -> 8, 24*.5=12 -> 16, 32*.5 -> 16, 96*.5 -> 48; last conv stays 1280 (width <= 1)
     ("mobilenet_v2", {"width": 0.5, "output_stride": 8}, [(8, 2), (16, 4), (16, 8), (48, 8), (1280, 8)]),
     ("mobilenet_v2", {"width": 0.5, "output_stride": 16}, [(8, 2), (16, 4), (16, 8), (48, 16), (1280, 16)]),
+    ("compact", {}, [(32, 1), (64, 2), (128, 4), (256, 8), (256, 16)]),
+    ("compact", {"widths": (4, 8, 8, 16, 16)}, [(4, 1), (8, 2), (8, 4), (16, 8), (16, 16)]),
 ]
-TAP_NAMES = {"vgg16": VGG_TAPS, "resnet50": RESNET_TAPS, "mobilenet_v2": MBV2_TAPS}
+TAP_NAMES = {"vgg16": VGG_TAPS, "resnet50": RESNET_TAPS, "mobilenet_v2": MBV2_TAPS,
+             "compact": ["s1", "s2", "s4", "s8", "s16"]}
 # small configs for the gradient tests (seconds on 2 CPU cores)
 SMALL = {
     "vgg16": {"fc_channels": 64},
     "resnet50": {},
     "mobilenet_v2": {"width": 0.5},
+    "compact": {"widths": (4, 8, 8, 16, 16)},
 }
 
 
@@ -128,6 +132,7 @@ def _loss(feats: list[torch.Tensor]) -> torch.Tensor:
         ("mobilenet_v2", {}, 3),
         ("mobilenet_v2", {}, 1000),  # more segments than layers: one layer each
         ("mobilenet_v2", {"freeze_bn": False}, 5),  # BN on batch statistics: recomputation must match
+        ("compact", {"freeze_bn": False}, 2),  # compact trains its BN by default: batch statistics
     ],
 )
 def test_checkpointed_equals_plain_and_every_param_gets_a_gradient(

@@ -146,3 +146,35 @@ def test_channelwise_fusion_equals_grouped_conv() -> None:
     maps = [torch.randn(2, 3, 5, 7) for _ in range(2)]
     grouped = head.layer_fuse(torch.stack(maps, dim=2).flatten(1, 2))  # interleaved: c0 of every map, c1, ...
     torch.testing.assert_close(DenseHead._fuse(head.layer_fuse, maps), grouped)
+
+
+def test_folded_forward_scale_equals_paper_definition() -> None:
+    """forward_scale folds the fusion weights into the skip convs and sums equal-resolution taps before upsampling;
+    it must equal upsample-every-tap-then-grouped-fusion (paper Fig. 2), in value and in every gradient."""
+    import torch.nn.functional as F
+
+    from ubernet.models.heads import DenseHead
+    from ubernet.models.trunks.base import TapSpec
+
+    torch.manual_seed(0)
+    specs = [TapSpec("a", 4, 1), TapSpec("b", 6, 2), TapSpec("c", 5, 4), TapSpec("d", 3, 4)]  # c, d share a stride
+    head = DenseHead(taps=specs, out_channels=3).double()
+    for p in head.parameters():
+        torch.nn.init.normal_(p)
+    taps = [torch.randn(2, s.channels, 20 // s.stride, 24 // s.stride, dtype=torch.float64, requires_grad=True)
+            for s in specs]
+
+    def reference() -> torch.Tensor:
+        maps = [F.interpolate(conv(taps[i]), size=(20, 24), mode="bilinear", align_corners=False)
+                if conv(taps[i]).shape[-2:] != (20, 24) else conv(taps[i])
+                for conv, i in zip(head.skips, head.tap_index)]
+        return head.layer_fuse(torch.stack(maps, dim=2).flatten(1, 2))
+
+    g = torch.randn(2, 3, 20, 24, dtype=torch.float64)
+    params = [*taps, *head.parameters()]
+    want = torch.autograd.grad((reference() * g).sum(), params)
+    out = head.forward_scale(taps, (20, 24))
+    torch.testing.assert_close(out, reference())
+    got = torch.autograd.grad((out * g).sum(), params)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

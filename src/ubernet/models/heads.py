@@ -10,8 +10,7 @@ second 1×1 map (scale fusion S^t). Losses are applied to every scale's output a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +19,6 @@ from torch import nn
 from ubernet.models.trunks.base import TapSpec
 
 
-@dataclass
 class DenseOutput:
     """Logits of a dense head.
 
@@ -29,10 +27,29 @@ class DenseOutput:
             (``h = ceil(H / out_stride)`` for the padded batch size ``H×W``).
         fused: ``Tensor[B, C, h, w]``, the scale-fused logits (the prediction); equals ``scales[0]`` when
             there is one scale.
+
+    ``scales`` may be given as a function instead (``scales_fn``): it is then computed on first access. Inference
+    uses this: the prediction needs only ``fused``, which :meth:`DenseHead.forward` then computes directly.
     """
 
-    scales: list[torch.Tensor]
-    fused: torch.Tensor
+    def __init__(self, scales: list[torch.Tensor] | None = None, fused: torch.Tensor | None = None, *,
+                 scales_fn: Callable[[], list[torch.Tensor]] | None = None) -> None:
+        if fused is None or (scales is None and scales_fn is None):
+            raise TypeError("DenseOutput needs fused logits and the per-scale logits (or a function making them)")
+        self.fused = fused
+        self._scales = scales
+        self._scales_fn = scales_fn
+
+    @property
+    def scales(self) -> list[torch.Tensor]:
+        if self._scales is None:
+            assert self._scales_fn is not None
+            self._scales, self._scales_fn = self._scales_fn(), None
+        return self._scales
+
+    def __repr__(self) -> str:
+        scales = "lazy" if self._scales is None else len(self._scales)
+        return f"DenseOutput(fused={tuple(self.fused.shape)}, scales={scales})"
 
 
 def output_size(image_hw: tuple[int, int], out_stride: int) -> tuple[int, int]:
@@ -89,23 +106,87 @@ class DenseHead(nn.Module):
     @staticmethod
     def _fuse(conv: nn.Conv2d, maps: list[torch.Tensor]) -> torch.Tensor:
         """Apply a channel-wise fusion ``conv`` (grouped 1×1, weight ``[C, n, 1, 1]``) to ``n`` maps of ``C``
-        channels. Written as a weighted sum it equals the grouped convolution over the interleaved stack, but
-        needs no stacked copy and runs several times faster on CPU (especially under bf16)."""
+        channels, as an in-place weighted sum (no stacked copy, one output buffer)."""
         w = conv.weight[:, :, 0, 0]  # [C, n]
-        out = conv.bias.view(1, -1, 1, 1).to(maps[0].dtype)  # type: ignore[union-attr]
-        for i, m in enumerate(maps):
-            out = out + m * w[:, i].view(1, -1, 1, 1).to(m.dtype)
+        out = torch.addcmul(conv.bias.view(1, -1, 1, 1).to(maps[0].dtype),  # type: ignore[union-attr]
+                            maps[0], w[:, 0].view(1, -1, 1, 1).to(maps[0].dtype))
+        for i in range(1, len(maps)):
+            out.addcmul_(maps[i], w[:, i].view(1, -1, 1, 1).to(maps[i].dtype))
         return out
 
     def forward_scale(self, taps: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """Logits ``Tensor[B, C, *size]`` of one pyramid scale from its tap tensors."""
-        maps = []
-        for conv, i in zip(self.skips, self.tap_index):
-            score = conv(taps[i])  # linear map at the tap's own resolution, before upsampling
-            if score.shape[-2:] != size:
+        """Logits ``Tensor[B, C, *size]`` of one pyramid scale from its tap tensors.
+
+        Equals ``layer_fuse`` over the upsampled skip scores, computed without one full-resolution map per tap:
+        the fusion is a per-channel weighted sum and bilinear interpolation is linear, so each tap's fusion
+        weight (and the fusion bias: a constant map stays constant) is folded into its 1×1 skip conv, taps of
+        equal resolution are summed *before* upsampling (VGG's conv4_3, conv5_3 and fc7 share stride 8: one
+        interpolation instead of three), and the upsampled maps are accumulated in place. Nothing at full
+        resolution is saved for backward (interpolation and addition need no inputs), so a branch's memory is
+        its outputs and its losses. Same parameters; equal up to float summation order.
+        """
+        w = self.layer_fuse.weight[:, :, 0, 0]  # [C, n]
+        by_res: dict[tuple[int, int], torch.Tensor] = {}
+        for k, (conv, i) in enumerate(zip(self.skips, self.tap_index)):
+            bias = conv.bias * w[:, k]  # type: ignore[operator]
+            if k == 0:
+                bias = bias + self.layer_fuse.bias  # type: ignore[operator]
+            score = F.conv2d(taps[i], conv.weight * w[:, k].view(-1, 1, 1, 1), bias)
+            key = (int(score.shape[-2]), int(score.shape[-1]))
+            if key in by_res:
+                by_res[key].add_(score)
+            else:
+                by_res[key] = score
+        out: torch.Tensor | None = None
+        for key, score in by_res.items():
+            if key != tuple(size):
                 score = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
-            maps.append(score)
-        return self._fuse(self.layer_fuse, maps)
+            out = score if out is None else out.add_(score)
+        assert out is not None
+        return out
+
+    def _accumulate_upsampled(self, by_res: dict[tuple[int, int], torch.Tensor],
+                              size: tuple[int, int]) -> torch.Tensor:
+        """Sum of score maps given per resolution, each bilinearly upsampled to ``size`` (in place into one
+        buffer; a map already at ``size`` is used as the buffer)."""
+        out = by_res.pop(tuple(size), None)  # type: ignore[call-overload]
+        for score in by_res.values():
+            up = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
+            out = up if out is None else out.add_(up)
+        assert out is not None
+        return out
+
+    def forward_fused(self, feats: Sequence[Sequence[torch.Tensor]], size: tuple[int, int]) -> torch.Tensor:
+        """The scale-fused logits ``Tensor[B, C, *size]`` straight from every scale's taps, without the
+        per-scale maps: equals ``scale_fuse`` over :meth:`forward_scale` of each scale (up to float summation
+        order).
+
+        Scale fusion, like layer fusion, is a per-channel weighted sum, and bilinear interpolation is linear, so
+        the scale weight is folded into the skip convs too (weight ``E_k · F_k · S_s`` for tap ``k`` of scale
+        ``s``; the fusion biases go into one bias), and score maps of *equal resolution* are summed before
+        upsampling, across taps and across scales: with the paper's pyramid (1, 1/2, 1/4) and VGG-16, conv3_3
+        of scale 1, conv2_2 of scale 1/2 and conv1_2 of scale 1/4 share one grid (and so on down), so a stride-1
+        task upsamples 5 maps instead of 11 and writes no per-scale full-resolution map.
+        """
+        assert self.scale_fuse is not None
+        wl = self.layer_fuse.weight[:, :, 0, 0]  # [C, n taps]
+        ws = self.scale_fuse.weight[:, :, 0, 0]  # [C, n scales]
+        by_res: dict[tuple[int, int], torch.Tensor] = {}
+        for s, taps in enumerate(feats):
+            for k, (conv, i) in enumerate(zip(self.skips, self.tap_index)):
+                wk = wl[:, k] * ws[:, s]
+                bias = conv.bias * wk  # type: ignore[operator]
+                if k == 0:
+                    bias = bias + self.layer_fuse.bias * ws[:, s]  # type: ignore[operator]
+                    if s == 0:
+                        bias = bias + self.scale_fuse.bias  # type: ignore[operator]
+                score = F.conv2d(taps[i], conv.weight * wk.view(-1, 1, 1, 1), bias)
+                key = (int(score.shape[-2]), int(score.shape[-1]))
+                if key in by_res:
+                    by_res[key].add_(score)
+                else:
+                    by_res[key] = score
+        return self._accumulate_upsampled(by_res, size)
 
     def forward(
         self,
@@ -115,12 +196,19 @@ class DenseHead(nn.Module):
         image_sizes: Sequence[tuple[int, int]] | None = None,
         targets: object = None,
     ) -> DenseOutput:
+        """Per-scale and fused logits. Without autograd (inference) the fused logits are computed directly by
+        :meth:`forward_fused` and the per-scale ones only if ``output.scales`` is read (same values either
+        way); with autograd both are computed as the paper defines them (the losses need every scale)."""
         size = output_size(image_hw, self.out_stride)
+        if self.scale_fuse is not None and len(feats) != self.num_scales:
+            raise ValueError(f"head built for {self.num_scales} scales got {len(feats)}")
+        if self.scale_fuse is not None and not torch.is_grad_enabled():
+            taps = [list(t) for t in feats]
+            return DenseOutput(fused=self.forward_fused(taps, size),
+                               scales_fn=lambda: [self.forward_scale(t, size) for t in taps])
         scales = [self.forward_scale(taps, size) for taps in feats]
         if self.scale_fuse is None:
             fused = scales[0]
         else:
-            if len(scales) != self.num_scales:
-                raise ValueError(f"head built for {self.num_scales} scales got {len(scales)}")
             fused = self._fuse(self.scale_fuse, scales)  # type: ignore[arg-type]
         return DenseOutput(scales=scales, fused=fused)

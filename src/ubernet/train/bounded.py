@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from ubernet.models.branch_point import BranchPoint
 from ubernet.models.ubernet import Features, UberNet
+from ubernet.train.per_scale import dense_backward_per_scale, per_scale_applies
 
 #: (task name, batch indices labelled for it, collated targets of those samples)
 TaskBatch = tuple[str, list[int], Any]
@@ -83,6 +85,7 @@ def bounded_backward(
     combine: str = "sum",
     generator: random.Random | None = None,
     finite_check: bool = True,
+    per_scale: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Memory-bounded multi-task backward (see the module docstring).
 
@@ -90,6 +93,8 @@ def bounded_backward(
         combine: ``"sum"`` (the paper) or ``"pcgrad"`` (project conflicting per-task tap gradients).
         generator: random order of PCGrad's projections (seeded by the caller for reproducibility).
         finite_check: skip the trunk backward when a task loss is not finite (the caller then drops the sample).
+        per_scale: back-propagate a multi-scale dense branch one pyramid scale at a time
+            (:func:`dense_backward_per_scale`); False runs each branch whole.
 
     Returns the named losses of every task as floats.
     """
@@ -97,38 +102,66 @@ def bounded_backward(
         raise ValueError(f"combine must be 'sum' or 'pcgrad', got {combine!r}")
     weigh = weigh or default_weigher(model)
     hw = (int(images.shape[-2]), int(images.shape[-1]))
-    feats = model.features(images)
-    flat = [t for scale in feats for t in scale]
-    # Branching point: detached leaves that collect every task's gradient w.r.t. the shared features.
-    leaves = [t.detach().requires_grad_(True) for t in flat]
-    shaped: Features = []
-    k = 0
-    for scale in feats:
-        shaped.append(leaves[k : k + len(scale)])
-        k += len(scale)
+    point: BranchPoint | None = None
+    if model.checkpoint_segments > 0:
+        # Trunk run without a graph; only segment anchors and the normalised taps (the leaves) are kept.
+        point = model.branch_point(images)
+        flat: list[torch.Tensor] = []
+        shaped = point.feats
+    else:
+        feats = model.features(images)
+        flat = [t for scale in feats for t in scale]
+        # Branching point: detached leaves that collect every task's gradient w.r.t. the shared features.
+        shaped = [[t.detach().requires_grad_(True) for t in scale] for scale in feats]
+        del feats
+    leaves = [t for scale in shaped for t in scale]
     logged: dict[str, dict[str, float]] = {}
     per_task: list[list[torch.Tensor]] = []
     finite = True
+    # Branches whose heads have many parameters (detection's RoI layers: ~100 MB of gradients on VGG-16) run
+    # last: their parameter gradients stay allocated until the update, so running them first would add them
+    # to the peak of every later branch. The summed tap gradients do not depend on the order (up to float
+    # rounding); PCGrad's random projection order, for a given seed, does.
+    tasks = sorted(tasks, key=lambda tb: sum(p.numel() for p in model.heads[tb[0]].parameters()))
     for name, idx, targets in tasks:
         sub = _subset(shaped, idx, images.shape[0])
-        out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx], targets=targets)
-        losses = model.tasks[name].loss(out, targets)
-        logged[name] = {k: float(v.detach()) for k, v in losses.items()}
-        loss = weigh(name, losses)
-        finite = finite and bool(torch.isfinite(loss))
         if combine == "pcgrad":
             before = [leaf.grad.clone() if leaf.grad is not None else None for leaf in leaves]
-        loss.backward()  # frees this branch's graph; adds into leaf.grad and the head's p.grad
-        del out, losses, loss
+        if per_scale and per_scale_applies(model, name, sub):
+            logged[name], loss = dense_backward_per_scale(model, name, sub, hw, targets, weigh)
+        else:
+            out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx],
+                                 targets=targets)
+            losses = model.tasks[name].loss(out, targets)
+            logged[name] = {k: float(v.detach()) for k, v in losses.items()}
+            loss = weigh(name, losses)
+            loss.backward()  # frees this branch's graph; adds into leaf.grad and the head's p.grad
+            del out, losses
+        del sub
+        finite = finite and bool(torch.isfinite(loss))
+        del loss
         if combine == "pcgrad":
             per_task.append([_diff(leaf.grad, b) for leaf, b in zip(leaves, before)])
     if finite_check and not finite:
         return logged
+    grads: list[torch.Tensor | None]
     if combine == "pcgrad" and len(per_task) > 1:
-        grads = pcgrad(per_task, generator or random.Random(0))
+        grads = list(pcgrad(per_task, generator or random.Random(0)))
     else:
-        grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]
-    pairs = [(t, g) for t, g in zip(flat, grads) if t.requires_grad]
+        grads = [leaf.grad for leaf in leaves]  # None: no branch read that tap
+    del per_task, leaves
+    if point is not None:
+        del shaped  # the leaves' only other holder is the branch point, which frees them before recomputing
+        k = 0
+        by_scale: list[list[torch.Tensor | None]] = []
+        for scale in point.feats:
+            by_scale.append(grads[k : k + len(scale)])
+            k += len(scale)
+        del grads
+        point.backward(by_scale)
+        return logged
+    pairs = [(t, g) for t, g in zip(flat, grads) if t.requires_grad and g is not None]
+    del shaped, grads
     if pairs:
         torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
     return logged

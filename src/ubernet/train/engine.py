@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 
 from ubernet.data.sample import Sample
 from ubernet.data.union import UnionSampler
+from ubernet.models.trunks.base import input_norm_from_meta
 from ubernet.models.ubernet import UberNet
 from ubernet.train.async_sgd import AsyncSGD
 from ubernet.train.bounded import TaskBatch, bounded_backward, summed_backward
@@ -159,11 +160,16 @@ class Trainer:
         tensors.update(rng_t)
         meta = {"step": self.step_count, "skipped": self.skipped, "rule": self.rule.state_meta(),
                 "sampler": self.sampler.state_dict(), "rng": rng_meta,
-                "pcgrad_rng": [v if not isinstance(v, tuple) else list(v) for v in self.pcgrad_rng.getstate()]}
+                "pcgrad_rng": [v if not isinstance(v, tuple) else list(v) for v in self.pcgrad_rng.getstate()],
+                # The input normalisation is part of the model (e.g. HED's BGR mean after loading its h5) but not a
+                # tensor of its state dict: without it a reloaded model would see differently scaled images.
+                "input_norm": asdict(self.model.trunk.input_norm)}
         return tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.model.load_state_dict(prefixed(tensors, "model"))
+        if "input_norm" in meta:
+            self.model.trunk.input_norm = input_norm_from_meta(meta["input_norm"])
         if self.weighting is not None:
             self.weighting.load_state_dict(prefixed(tensors, "weighting"))
         self.rule.load_state(prefixed(tensors, "rule"), meta["rule"])
