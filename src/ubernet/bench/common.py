@@ -82,6 +82,43 @@ def parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"321"`` -> ``(321, 321)``; ``"621x931"`` -> ``(621, 931)`` (height x width)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        hw = tuple(int(v) for v in parts)
+    except ValueError as e:
+        raise ConfigError(f"--size must be S or HxW (e.g. 321 or 621x931); got {text!r}") from e
+    if len(hw) == 1:
+        hw = (hw[0], hw[0])
+    if len(hw) != 2 or min(hw) < 16:
+        raise ConfigError(f"--size must be S or HxW with sides >= 16 (e.g. 321 or 621x931); got {text!r}")
+    return hw[0], hw[1]
+
+
+#: ``num_classes: auto`` resolved to the paper's PASCAL setting (the benchmarks have no dataset to count from)
+PASCAL_NUM_CLASSES = {"semseg": 21, "semantic_boundaries": 20, "detection": 20}
+
+
+def spec_from_config(cfg: Any) -> ModelSpec:
+    """The :class:`ModelSpec` of a training config (``ubernet.config.Config``): trunk, trunk options, pyramid,
+    tap normalisation, stem tap and every task with its options. ``num_classes: auto`` becomes the PASCAL VOC
+    count (:data:`PASCAL_NUM_CLASSES`): a speed benchmark reads no data, and VOC is the paper's setting.
+    ``model.pretrained`` is ignored (timings do not depend on the weights' values, except detection's
+    post-processing through the number of boxes that pass its score threshold)."""
+    tasks: dict[str, dict[str, Any]] = {}
+    for name, opts in cfg.tasks.items():
+        o = dict(opts or {})
+        if name in PASCAL_NUM_CLASSES and o.get("num_classes", "auto") == "auto":
+            o["num_classes"] = PASCAL_NUM_CLASSES[name]
+        tasks[name] = o
+    if not tasks:
+        raise ConfigError("the config names no tasks")
+    return ModelSpec(trunk=cfg.model.trunk, trunk_options=dict(cfg.model.trunk_options), tasks=tasks,
+                     scales=tuple(float(s) for s in cfg.model.scales),
+                     model_options={"tap_norm": cfg.model.tap_norm, "stem_tap": cfg.model.stem_tap})
+
+
 def parse_ints(text: str, option: str) -> list[int]:
     """``"1,2,4"`` -> ``[1, 2, 4]``, each >= 1."""
     try:
@@ -312,7 +349,8 @@ def machine_info() -> dict[str, Any]:
 
 #: the files whose content decides the measured numbers (recorded with every result)
 MEASURED_CODE = ("models/heads.py", "models/ubernet.py", "train/bounded.py", "tasks/dense.py",
-                 "models/trunks/base.py")
+                 "models/trunks/base.py", "models/trunks/vgg.py", "detection/rpn.py", "detection/roi_heads.py",
+                 "ops/torch_nms.py", "ops/lowp.py", "evaluation.py")
 
 
 def code_digest() -> str:

@@ -19,6 +19,8 @@ from ubernet.errors import ConfigError
 
 #: the memory benchmark's backward modes (ubernet.bench.memory.MODES; repeated to keep torch out of --help)
 MEMORY_MODES = "summed,bounded,bounded_nockpt"
+#: the paper's test image with --config: short side 621 (its test setting), width 931 = 621 · 3/2 (PASCAL-like)
+PAPER_SIZE = "621x931"
 
 
 def _say(msg: str) -> None:
@@ -37,15 +39,29 @@ def _trunk_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _add_model_options(p: argparse.ArgumentParser, *, trunk: str, size: int) -> None:
+def _add_model_options(p: argparse.ArgumentParser, *, trunk: str, size: int, rect: bool = False) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the full result as JSON here")
-    p.add_argument("--trunk", default=trunk, help=f"trunk name (default {trunk}; vgg16, resnet50, mobilenet_v2)")
+    p.add_argument("--trunk", default=None if rect else trunk,
+                   help=f"trunk name (default {trunk}; vgg16, resnet50, mobilenet_v2)")
     p.add_argument("--trunk-option", action="append", default=[], metavar="KEY=VALUE",
                    help="trunk builder option, repeatable (e.g. output_stride=16)")
-    p.add_argument("--size", type=int, default=size, help=f"square image side S (default {size})")
-    p.add_argument("--scales", default="1,0.5,0.25", help="image pyramid scales (default 1,0.5,0.25, the paper's)")
+    if rect:
+        p.add_argument("--size", default=None, metavar="S|HxW",
+                       help=f"image size, square S or height x width (default {size}; with --config "
+                            f"{PAPER_SIZE}: short side 621, the paper's test setting, at PASCAL's 3:2 aspect)")
+    else:
+        p.add_argument("--size", type=int, default=size, help=f"square image side S (default {size})")
+    p.add_argument("--scales", default=None if rect else "1,0.5,0.25",
+                   help="image pyramid scales (default 1,0.5,0.25, the paper's)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (+ channels-last for speed)")
+    if rect:
+        p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                       help="bfloat16 autocast (default: the config's train.bf16, else off)")
+        p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last model and input (default: the config's train.channels_last, else "
+                            "the same as --bf16)")
+    else:
+        p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (+ channels-last for speed)")
 
 
 def _spec(args: argparse.Namespace, tasks: dict[str, dict[str, Any]]) -> Any:
@@ -64,38 +80,119 @@ def _write_json(path: Path | None, result: dict[str, Any]) -> None:
 
 # --- speed ----------------------------------------------------------------------------------------------------
 def add_speed_parser(p: argparse.ArgumentParser) -> None:
-    _add_model_options(p, trunk="vgg16", size=321)
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="take the network (trunk, pyramid, tasks incl. detection) and the precision (train.bf16, "
+                        "train.channels_last) from a training config, e.g. configs/paper-vgg16.yaml; then also "
+                        "time predict() per frame, count the trunk's FLOPs and compare with a matrix product")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides (with --config)")
+    _add_model_options(p, trunk="vgg16", size=321, rect=True)
     p.add_argument("--repeats", type=int, default=5, help="timed rounds; medians over these (default 5)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
-    p.add_argument("--profile", action="store_true", help="also profile the heads (top operators by CPU time)")
+    p.add_argument("--single", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time one whole network per task (default: on, off with --config)")
+    p.add_argument("--flops", action=argparse.BooleanOptionalAction, default=None,
+                   help="count the trunk's conv FLOPs and time a matrix product (default: on with --config)")
+    p.add_argument("--matmul-size", type=int, default=4096, help="side n of the n×n matrix product (4096)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile: the heads (top operators), and with --config one whole predict() call "
+                        "(CPU time per phase, operator kind and operator) and the trunk's convolutions one by one")
+
+
+def speed_config(args: argparse.Namespace) -> Any:
+    """The :class:`~ubernet.bench.speed.SpeedConfig` of ``ubernet bench speed`` arguments (config, then flags)."""
+    from ubernet.bench.common import DENSE_TASKS, ModelSpec, parse_scales, parse_size, spec_from_config
+    from ubernet.bench.speed import SpeedConfig
+
+    if args.config is not None:
+        from ubernet.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        spec = spec_from_config(cfg)
+        bf16, channels_last = cfg.train.bf16, cfg.train.channels_last
+        size = PAPER_SIZE
+    else:
+        if args.overrides:
+            raise ConfigError(f"key=value overrides need --config; got {' '.join(args.overrides)}")
+        spec = ModelSpec(tasks=dict(DENSE_TASKS))
+        bf16, channels_last, size = False, None, "321"
+    if args.trunk is not None:
+        spec.trunk = args.trunk
+    if args.trunk_option:
+        spec.trunk_options = {**spec.trunk_options, **_trunk_options(args.trunk_option)}
+    if args.scales is not None:
+        spec.scales = parse_scales(args.scales)
+    bf16 = bf16 if args.bf16 is None else args.bf16
+    channels_last = channels_last if args.channels_last is None else args.channels_last
+    paper = args.config is not None
+    return SpeedConfig(model=spec, size=parse_size(args.size or size), repeats=args.repeats, warmup=args.warmup,
+                       bf16=bf16, channels_last=channels_last, threads=args.threads,
+                       single=not paper if args.single is None else args.single, predict=paper,
+                       flops=paper if args.flops is None else args.flops, matmul_size=args.matmul_size)
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    from ubernet.bench.common import DENSE_TASKS
-    from ubernet.bench.speed import SpeedConfig, profile_heads
+    from ubernet.bench.speed import conv_layer_table, profile_heads, profile_predict
     from ubernet.bench.speed import run_speed as measure
 
-    cfg = SpeedConfig(model=_spec(args, dict(DENSE_TASKS)), size=(args.size, args.size), repeats=args.repeats,
-                      warmup=args.warmup, bf16=args.bf16, threads=args.threads)
+    cfg = speed_config(args)
     result = measure(cfg, progress=_say)
+    if args.config is not None:
+        result["config"] = str(args.config)
+        result["overrides"] = list(args.overrides)
     if args.profile:
+        _say("profiling the heads")
         result["head_profile"] = profile_heads(cfg)
+        if cfg.predict:
+            _say("profiling one predict() call")
+            result["predict_profile"] = profile_predict(cfg)
+        if cfg.flops:
+            _say("timing the trunk's convolutions one by one")
+            result["conv_layers"] = conv_layer_table(cfg)
     _write_json(args.json, result)
-    print(f"{result['trunk']} {args.size}x{args.size} scales {result['scales']} bf16={result['bf16']} "
-          f"threads={result['threads']}")
+    _print_speed(result)
+    return 0
+
+
+def _print_speed(result: dict[str, Any]) -> None:
+    h, w = result["size"]
+    print(f"{result['trunk']} {result['trunk_options']} {h}x{w} (padded {result['padded_size'][0]}x"
+          f"{result['padded_size'][1]}) scales {result['scales']} bf16={result['bf16']} "
+          f"channels_last={result['channels_last']} threads={result['threads']}")
     print("  medians            wall s    CPU s")
     print(f"  trunk only        {result['seconds_trunk']:7.3f}  {result['cpu_seconds_trunk']:7.3f}")
     print(f"  all {len(result['tasks'])} tasks       {result['seconds_all_tasks']:7.3f}  "
           f"{result['cpu_seconds_all_tasks']:7.3f}   all/trunk {result['ratio_all_tasks_to_trunk']:.2f} "
           f"(CPU {result['ratio_all_tasks_to_trunk_cpu']:.2f}), target <= 1.3")
-    print(f"  single-task sum   {result['seconds_single_task_sum']:7.3f}  "
-          f"{result['cpu_seconds_single_task_sum']:7.3f}   single/multi {result['ratio_single_to_multi']:.2f} "
-          f"(CPU {result['ratio_single_to_multi_cpu']:.2f}), target >= 5")
+    if "seconds_predict" in result:
+        print(f"  predict() / frame {result['seconds_predict']:7.3f}  {result['cpu_seconds_predict']:7.3f}   "
+              f"predict/trunk {result['ratio_predict_to_trunk']:.2f} (CPU {result['ratio_predict_to_trunk_cpu']:.2f})"
+              f", target <= 0.35 s/frame; detections per frame {result.get('detections_per_frame')}")
+    if "seconds_single_task_sum" in result:
+        print(f"  single-task sum   {result['seconds_single_task_sum']:7.3f}  "
+              f"{result['cpu_seconds_single_task_sum']:7.3f}   single/multi {result['ratio_single_to_multi']:.2f} "
+              f"(CPU {result['ratio_single_to_multi_cpu']:.2f}), target >= 5")
     for name, sec in result["seconds_heads"].items():
         print(f"    head {name:<20} {sec:7.3f}  {result['cpu_seconds_heads'][name]:7.3f}")
+    if "trunk_conv_gflops" in result:
+        print(f"  trunk conv {result['trunk_conv_gflops']:.1f} GFLOP/frame "
+              f"(by scale {', '.join(f'{g:.1f}' for g in result['trunk_conv_gflops_by_scale'])}): "
+              f"{result['trunk_conv_tflops_cpu']:.3f} TFLOP/s per CPU s vs {result['matmul_size']}² matmul "
+              f"{result['matmul_tflops_cpu']:.3f}: ratio {result['ratio_conv_to_matmul_throughput_cpu']:.2f} "
+              f"(wall {result['ratio_conv_to_matmul_throughput']:.2f}), target >= 0.6")
     for row in result.get("head_profile", []):
         print(f"    {row['op']:<40} {row['self_seconds']:.3f} s  {100 * row['share']:.0f}%  ({row['calls']} calls)")
-    return 0
+    prof = result.get("predict_profile")
+    if prof:
+        print(f"  predict() profile, CPU s per phase (total {prof['total_cpu_seconds']:.3f}):")
+        for row in prof["by_phase"]:
+            print(f"    {row['name']:<48} {row['cpu_seconds']:7.3f}  {100 * row['share']:4.1f}%")
+        print("  by operator kind:")
+        for row in prof["by_category"]:
+            print(f"    {row['name']:<48} {row['cpu_seconds']:7.3f}  {100 * row['share']:4.1f}%")
+        print("  top operators:")
+        for row in prof["top_ops"][:15]:
+            print(f"    {row['phase'][:34]:<34} {row['op']:<24} {row['cpu_seconds']:7.3f}  "
+                  f"{100 * row['share']:4.1f}%  ({row['calls']} calls)")
 
 
 # --- memory ---------------------------------------------------------------------------------------------------

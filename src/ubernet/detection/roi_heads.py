@@ -25,15 +25,17 @@ from ubernet.detection.box_coder import BoxCoder
 from ubernet.detection.losses import smooth_l1
 from ubernet.detection.matcher import Matcher, match_with_difficult
 from ubernet.detection.sampler import BalancedSampler
-from ubernet.ops import batched_nms, clip_boxes_to_image, remove_small_boxes, roi_align, roi_pool
+from ubernet.ops import batched_nms, clip_boxes_to_image, lowp, remove_small_boxes, roi_align, roi_pool
 
 POOLERS = ("align", "pool")
 
 
-class TwoFCHead(nn.Module):
+class TwoFCHead(lowp.CachedCastMixin):
     """Flatten + fc6 + ReLU (+ dropout) + fc7 + ReLU (+ dropout): ``Tensor[K, C, s, s]`` -> ``Tensor[K, rep]``.
 
     Fast R-CNN with VGG-16 uses ``representation_size = 4096`` and dropout 0.5 (its fc6/fc7 come from ImageNet).
+    Under autocast inference the low-precision weights are cached between calls (:mod:`ubernet.ops.lowp`: fc6 is
+    103 M weights, whose cast cost more than its product on every image).
     """
 
     def __init__(self, in_features: int, representation_size: int, dropout: float = 0.0) -> None:
@@ -43,13 +45,13 @@ class TwoFCHead(nn.Module):
         self.dropout = float(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.fc6(x.flatten(1)))
+        x = F.relu(lowp.linear(self.fc6, x.flatten(1), self.lowp))
         x = F.dropout(x, self.dropout, self.training)
-        x = F.relu(self.fc7(x))
+        x = F.relu(lowp.linear(self.fc7, x, self.lowp))
         return F.dropout(x, self.dropout, self.training)
 
 
-class FastRCNNPredictor(nn.Module):
+class FastRCNNPredictor(lowp.CachedCastMixin):
     """Class logits ``Tensor[K, C+1]`` (index 0 = background) and class-specific deltas ``Tensor[K, 4(C+1)]``.
 
     Initialisation (Fast R-CNN): class weights ~ N(0, 0.01²), box weights ~ N(0, 0.001²), biases 0.
@@ -65,7 +67,7 @@ class FastRCNNPredictor(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.cls_score(x), self.bbox_pred(x)
+        return lowp.linear(self.cls_score, x, self.lowp), lowp.linear(self.bbox_pred, x, self.lowp)
 
 
 class RoIHeads(nn.Module):

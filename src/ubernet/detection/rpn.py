@@ -28,10 +28,10 @@ from ubernet.detection.box_coder import BoxCoder
 from ubernet.detection.losses import smooth_l1
 from ubernet.detection.matcher import Matcher, match_with_difficult
 from ubernet.detection.sampler import BalancedSampler
-from ubernet.ops import clip_boxes_to_image, nms, remove_small_boxes
+from ubernet.ops import clip_boxes_to_image, lowp, nms, remove_small_boxes
 
 
-class RPNHead(nn.Module):
+class RPNHead(lowp.CachedCastMixin):
     """3x3 conv + ReLU, then 1x1 convs to ``A`` objectness logits and ``4·A`` box deltas per cell.
 
     Args:
@@ -39,7 +39,8 @@ class RPNHead(nn.Module):
         num_anchors: anchors per cell ``A``.
         mid_channels: channels of the 3x3 conv (Faster R-CNN: 512 for VGG-16; default ``in_channels``).
 
-    Initialisation: weights ~ N(0, 0.01²), biases 0 (Faster R-CNN).
+    Initialisation: weights ~ N(0, 0.01²), biases 0 (Faster R-CNN). Under autocast inference the low-precision
+    weights are cached between calls (:mod:`ubernet.ops.lowp`; same results).
     """
 
     def __init__(self, in_channels: int, num_anchors: int, mid_channels: int | None = None) -> None:
@@ -54,8 +55,8 @@ class RPNHead(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x (Tensor[B, C, h, w])`` -> objectness ``Tensor[B, A, h, w]``, deltas ``Tensor[B, 4A, h, w]``."""
-        t = F.relu(self.conv(x))
-        return self.objectness(t), self.deltas(t)
+        t = F.relu(lowp.conv2d(self.conv, x, self.lowp))
+        return lowp.conv2d(self.objectness, t, self.lowp), lowp.conv2d(self.deltas, t, self.lowp)
 
 
 class RegionProposalNetwork(nn.Module):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ubernet.ops import lowp
 from ubernet.ops._backend import BACKENDS, ENV_VAR, backend, requested_backend, set_backend, torchvision_ops
 from ubernet.ops.boxes import box_area, box_iou, clip_boxes_to_image, remove_small_boxes
 from ubernet.ops.torch_nms import nms_torch
@@ -26,6 +27,7 @@ __all__ = [
     "box_area",
     "box_iou",
     "clip_boxes_to_image",
+    "lowp",
     "nms",
     "nms_torch",
     "remove_small_boxes",
