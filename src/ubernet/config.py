@@ -96,6 +96,7 @@ class EvalConfig:
     max_images: int | None = None
     periodic_images: int = 20  # held-out images scored by the evaluations during training (curves); the final
     #                            evaluation always uses the whole held-out set
+    workers: int = 0  # processes for the exact boundary matchers (0 = one per available core; 1 = serial)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from ubernet.data.sample import Sample
+from ubernet.metrics.pool import metric_workers
 from ubernet.models.ubernet import UberNet
 from ubernet.train.engine import collate_images
 
@@ -31,11 +32,21 @@ def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[s
 
 
 def evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str] | None = None, bf16: bool = False,
-             size_divisor: int = 1, progress: bool = True, total: int | None = None) -> dict[str, dict[str, Any]]:
+             size_divisor: int = 1, progress: bool = True, total: int | None = None,
+             workers: int | None = 1) -> dict[str, dict[str, Any]]:
     """Run the model on every sample and score each task on the samples labelled for it.
 
+    ``workers``: processes for the exact boundary matchers (BSDS, SBD), which score one image while the model
+    predicts the next (:mod:`ubernet.metrics.pool`; identical results); ``None`` or 0 = one per available core.
     Returns ``{task: metric results}`` (the metric's ``compute()``), plus ``{"images": n}`` per task.
     """
+    with metric_workers(workers):
+        return _evaluate(model, samples, tasks=tasks, bf16=bf16, size_divisor=size_divisor, progress=progress,
+                         total=total)
+
+
+def _evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str] | None, bf16: bool,
+              size_divisor: int, progress: bool, total: int | None) -> dict[str, dict[str, Any]]:
     was_training = model.training
     model.eval()
     names = model.check_tasks(tasks)

@@ -22,6 +22,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--json", default=None, help="write the full results here")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     cfg.eval.max_images = args.max_images
     samples = eval_samples(cfg)
     tasks = args.tasks.split(",") if args.tasks else None
-    results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model))
+    results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model),
+                       workers=args.workers)
     print_metrics(headline(results, model))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ubernet.metrics import pool
 from ubernet.metrics.correspond import disk_offsets, match_edges, outlier_weight
 from ubernet.metrics.thin import thin as thin_map
 
@@ -275,12 +276,13 @@ class BoundaryMetric:
             counts = evaluate_boundaries_fast(
                 pred, gts, thresholds=self.thresholds, max_dist=self.max_dist, thin=self.thin
             )
-        else:
-            counts = evaluate_boundaries(pred, gts, thresholds=self.thresholds, max_dist=self.max_dist, thin=self.thin)
+        else:  # in a worker process under `metric_workers` (the exact matcher is the expensive part)
+            counts = pool.submit(evaluate_boundaries, np.asarray(pred), np.asarray(gts), thresholds=self.thresholds,
+                                 max_dist=self.max_dist, thin=self.thin)
         self.per_image.append(counts)
 
     def compute(self) -> dict[str, float | list | dict]:
-        out = summarize(self.thresholds, self.per_image)
+        out = summarize(self.thresholds, pool.resolve(self.per_image))
         out["num_images"] = len(self.per_image)
         out["mode"] = "fast (approximate)" if self.fast else "exact"
         return out

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ubernet.metrics import pool
 from ubernet.metrics.bsds import evaluate_boundaries, summarize, thresholds_for
 
 __all__ = ["SemanticBoundaryMetric"]
@@ -64,14 +65,9 @@ class SemanticBoundaryMetric:
                 f"semantic boundaries need pred and gt of shape {self.num_classes}×H×W, got {pred.shape} and {gt.shape}"
             )
         for c in range(self.num_classes):
-            self.per_image[c].append(
-                evaluate_boundaries(
-                    pred[c],
-                    gt[c].astype(bool)[None],
-                    thresholds=self.thresholds,
-                    max_dist=self.max_dist,
-                    thin=self.thin,
-                )
+            self.per_image[c].append(  # in a worker process under `metric_workers`
+                pool.submit(evaluate_boundaries, np.ascontiguousarray(pred[c]), gt[c].astype(bool)[None],
+                            thresholds=self.thresholds, max_dist=self.max_dist, thin=self.thin)
             )
 
     def compute(self) -> dict[str, float | list | dict]:
@@ -79,7 +75,7 @@ class SemanticBoundaryMetric:
         ap: list[float | None] = []
         ois: list[float | None] = []
         for c in range(self.num_classes):
-            counts = self.per_image[c]
+            counts = pool.resolve(self.per_image[c])
             if not counts or sum(float(x[0, 1]) for x in counts) == 0:
                 maxf.append(None)
                 ap.append(None)
