@@ -65,6 +65,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imageset", type=Path, default=None, help="evaluate only the stems listed in this file")
     p.add_argument("--strict", action="store_true", help="refuse stems present on one side only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
 
 def _class_names(arg: str | None) -> list[str] | None:
@@ -117,6 +119,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ubernet.metrics.pool import metric_workers
     from ubernet.metrics.scoring import json_safe, score_folders
 
     def progress(items: list) -> Any:
@@ -126,7 +129,13 @@ def run(args: argparse.Namespace) -> int:
 
         return tqdm(items, desc=f"score {args.task}", unit="img", file=sys.stderr, leave=False)
 
-    result = score_folders(
+    with metric_workers(args.workers):
+        result = _score(args, progress, score_folders)
+    return _report(args, result, json_safe)
+
+
+def _score(args: argparse.Namespace, progress: Any, score_folders: Any) -> dict[str, Any]:
+    return score_folders(
         args.task,
         args.pred,
         args.gt,
@@ -142,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
         coco=args.coco,
         progress=progress,
     )
+
+
+def _report(args: argparse.Namespace, result: dict[str, Any], json_safe: Any) -> int:
     for key, what in (
         ("missing_predictions", "ground truth without prediction, scored as an empty prediction"),
         ("unmatched_predictions", "prediction without ground truth, ignored"),
