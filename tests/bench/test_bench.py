@@ -31,6 +31,37 @@ def test_speed_cli_writes_the_issue_keys(tmp_path: Path) -> None:
         result["seconds_single_task_sum"] / result["seconds_all_tasks"])
 
 
+def test_speed_cli_with_a_config_times_predict_flops_and_profile(tmp_path: Path) -> None:
+    """--config: the network and precision come from the config (num_classes auto -> PASCAL), predict() is timed
+    with detection, FLOPs and the matmul ratio are reported; flags override the config."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {trunk: mobilenet_v2, trunk_options: {width: 0.25}, scales: [1.0, 0.5]}\n"
+                   "tasks:\n  boundaries: {}\n  semseg: {num_classes: auto}\n"
+                   "  detection: {num_classes: auto, anchor_sizes: [16, 32], representation_size: 32}\n"
+                   "train: {bf16: true, channels_last: true}\n")
+    out = tmp_path / "speed.json"
+    args = ["bench", "speed", "--config", str(cfg), "--size", "64x96", "--threads", "1", "--repeats", "1",
+            "--warmup", "0", "--matmul-size", "64", "--profile", "--json", str(out)]
+    assert main(args) == 0
+    r = json.loads(out.read_text())
+    assert r["bf16"] is True and r["channels_last"] is True and r["size"] == [64, 96]
+    assert r["tasks"] == ["boundaries", "semseg", "detection"] and r["task_options"]["semseg"]["num_classes"] == 21
+    assert r["seconds_predict"] > 0 and r["cpu_seconds_predict"] > 0 and "seconds_single_task" not in r
+    assert r["trunk_conv_gflops"] > 0 and r["ratio_conv_to_matmul_throughput_cpu"] > 0
+    assert sum(r["trunk_conv_gflops_by_scale"]) == pytest.approx(r["trunk_conv_gflops"])
+    prof = r["predict_profile"]
+    assert {row["name"] for row in prof["by_phase"]} >= {"trunk", "head:boundaries", "head:detection: RPN convs"}
+    assert r["conv_layers"] and all(row["gflops"] > 0 for row in r["conv_layers"])
+    rest = [a for a in args[:-2] if a != "--profile"]
+    assert main([*rest, "--no-bf16", "--no-flops", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["bf16"] is False and r["channels_last"] is True and "trunk_conv_gflops" not in r
+    with pytest.raises(ConfigError):
+        from ubernet.bench.common import parse_size
+
+        parse_size("64x")
+
+
 def test_child_process_reports_peak_memory() -> None:
     from ubernet.bench.memory import MemoryConfig, run_child
 

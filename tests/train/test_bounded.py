@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +92,227 @@ def test_pcgrad_projects_conflicts_by_hand() -> None:
     # no conflict: plain sum
     out = pcgrad([[torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]], random.Random(0))
     torch.testing.assert_close(out[0], torch.tensor([2.0, 1.0]))
+
+
+# --- the lean branching point (BranchPoint) and the per-scale dense backward --------------------------------
+
+
+def make_bn_dropout_trunk():
+    """A 4-layer trunk with training-mode BatchNorm inside (statistics must move once per step), dropout
+    (recomputation must draw the same masks) and a max-pool (a cheap anchor for the memory-based cuts)."""
+    from torch import nn
+
+    from ubernet.models.trunks.base import TORCHVISION_IMAGENET, TapSpec, Trunk
+
+    class BNTrunk(Trunk):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+            self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.c2 = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(inplace=True), nn.Dropout(0.3))
+            self.c3 = nn.Sequential(nn.Conv2d(12, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+            self.taps = (TapSpec("t1", 8, 1), TapSpec("t2", 12, 2), TapSpec("t3", 12, 4))
+            self.input_norm = TORCHVISION_IMAGENET
+            self._setup_freezing(freeze_bn=False, frozen_stages=0)
+
+        def layers(self) -> list:
+            return [(self.c1, "t1"), (self.pool, None), (self.c2, "t2"), (self.c3, "t3")]
+
+    torch.manual_seed(0)
+    return BNTrunk()
+
+
+def uncertainty_weigher(model):
+    from ubernet.train.weighting import UncertaintyWeighting
+
+    weighting = UncertaintyWeighting(list(model.tasks))
+    with torch.no_grad():
+        for i, p in enumerate(weighting.log_vars.values()):
+            p.fill_(0.3 * i - 0.4)
+    model.weighting = weighting  # registered, so its parameters' gradients are compared too
+
+    def weigh(task, losses):
+        return weighting.weigh(task, model.tasks[task].loss_weight, losses)
+
+    return weigh
+
+
+def log_weigher(model):
+    """Non-linear in the named losses: the per-scale path must take the weigher's derivative at the values."""
+
+    def weigh(task, losses):
+        return sum(torch.log1p(v) * (k + 1) for k, v in enumerate(losses.values()))
+
+    return weigh
+
+
+def _compare(g1, g2, tasks):
+    assert set(g1) == set(g2)
+    assert all(any(k.startswith(f"heads.{t}.") for k in g1) for t in tasks)
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=1e-7, msg=k)
+
+
+@pytest.mark.parametrize("scales", [(1.0, 0.5, 0.25), (1.0, 0.5)])
+@pytest.mark.parametrize("side_weight", [0.5, 0.0])
+@pytest.mark.parametrize("weigher", [None, uncertainty_weigher, log_weigher])
+@pytest.mark.parametrize("segments", [0, 2])
+def test_per_scale_backward_equals_summed(tiny_trunk, scales, side_weight, weigher, segments) -> None:
+    """Deep supervision on every scale (or only the fused output) and any weigher: gradients of the heads, the
+    scale fusion, the taps, the trunk and the weigher's own parameters equal the summed backward's."""
+    torch.manual_seed(0)
+    tasks = {"boundaries": build_task("boundaries", loss="mil", scale_loss_weight=side_weight),
+             "saliency": build_task("saliency", loss_weight=2.0, scale_loss_weight=side_weight),
+             "semseg": build_task("semseg", num_classes=4, scale_loss_weight=side_weight)}
+    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=scales, checkpoint_segments=segments)
+    weigh = weigher(model) if weigher else None
+    samples = make_batch(np.random.default_rng(3), list(tasks))
+
+    def run(fn):
+        return lambda m, *a: fn(m, *a, weigh)
+
+    l1, g1 = grads_of(model, run(summed_backward), samples)
+    l2, g2 = grads_of(model, run(bounded_backward), samples)
+    l3, g3 = grads_of(model, run(lambda *a: bounded_backward(*a, per_scale=False)), samples)
+    assert l1 == l2 == l3
+    assert set(l1["semseg"]) == ({"semseg", "semseg_scales"} if side_weight else {"semseg"})
+    _compare(g1, g2, list(tasks))
+    _compare(g1, g3, list(tasks))
+    assert any(k.endswith("scale_fuse.weight") for k in g2)
+    if weigher is uncertainty_weigher:
+        assert all(f"weighting.log_vars.{t}" in g2 for t in tasks)
+
+
+@pytest.mark.parametrize("segments", [1, 2, 3])
+def test_branch_point_with_batchnorm_dropout_and_stem(segments) -> None:
+    """Recomputation replays dropout's masks and the batch statistics; running statistics move once."""
+    torch.manual_seed(0)
+    model = make_model(make_bn_dropout_trunk(), (1.0, 0.5), segments, stem_tap=4)
+    samples = make_batch(np.random.default_rng(5), ["boundaries", "normals", "semseg"])
+    stats = {}
+    grads = {}
+    for name, fn, segs in (("summed", summed_backward, 0), ("bounded", bounded_backward, segments)):
+        model.checkpoint_segments = segs
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        torch.manual_seed(7)
+        _, grads[name] = grads_of(model, fn, samples)
+        stats[name] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
+        model.load_state_dict(before)
+    _compare(grads["summed"], grads["bounded"], ["boundaries", "normals", "semseg"])
+    assert stats["summed"].keys() == stats["bounded"].keys() and stats["summed"]
+    for k, v in stats["summed"].items():
+        torch.testing.assert_close(stats["bounded"][k], v, rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_branch_point_with_frozen_stage(make_trunk) -> None:
+    """A frozen first stage: no gradient flows into it, and none is asked of the anchors before it."""
+    torch.manual_seed(0)
+    trunk = make_trunk()
+    trunk._setup_freezing(freeze_bn=False, frozen_stages=1)
+    model = make_model(trunk, (1.0, 0.5), checkpoint_segments=3)
+    samples = make_batch(np.random.default_rng(2), ["boundaries", "semseg"])
+    _, g1 = grads_of(model, summed_backward, samples)
+    _, g2 = grads_of(model, bounded_backward, samples)
+    _compare(g1, g2, ["boundaries", "semseg"])
+    assert not any(k.startswith("trunk.c1.") for k in g2)
+
+
+def test_branch_point_with_detection(tiny_trunk) -> None:
+    """The detection branch reads one tap of the finest scale; the taps it does not read get no gradient."""
+    from ubernet.data.sample import Sample as S
+
+    opts = {"num_classes": 2, "class_names": ["cat", "dog"], "anchor_sizes": (8, 16), "representation_size": 32,
+            "rpn_batch_size_per_image": 32, "roi_batch_size_per_image": 16}
+    torch.manual_seed(0)
+    tasks = {"detection": build_task("detection", **opts), "saliency": build_task("saliency")}
+    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    targets = {"boxes": np.array([[2, 2, 12, 10], [8, 4, 19, 15]], np.float32), "labels": np.array([1, 2]),
+               "difficult": np.array([False, False]), "saliency": (rng.random((H, W)) < 0.4).astype(np.uint8)}
+    for only in (["detection"], ["detection", "saliency"]):
+        kept = {k: v for k, v in targets.items() if k != "saliency" or "saliency" in only}
+        s = S(image=image, id="0", targets=kept)
+        torch.manual_seed(3)
+        l1, g1 = grads_of(model, summed_backward, [s])
+        torch.manual_seed(3)
+        l2, g2 = grads_of(model, bounded_backward, [s])
+        assert l1 == l2 and set(l1) == set(only)
+        _compare(g1, g2, only)
+        # the tiny trunk's first tap is read by no branch when saliency is absent: still every trunk weight
+        # upstream of the detection tap gets its gradient
+        assert all(k in g2 for k, _ in model.trunk.named_parameters(prefix="trunk"))
+
+
+def test_pcgrad_through_branch_point(tiny_trunk) -> None:
+    torch.manual_seed(0)
+    model = make_model(tiny_trunk, (1.0, 0.5))
+    samples = make_batch(np.random.default_rng(4), ["boundaries", "normals", "saliency"])
+    pc = lambda *a: bounded_backward(*a, combine="pcgrad")  # noqa: E731
+    _, g1 = grads_of(model, pc, samples)
+    model.checkpoint_segments = 2
+    _, g2 = grads_of(model, pc, samples)
+    _compare(g1, g2, ["boundaries", "normals", "saliency"])
+
+
+def test_split_by_memory_cuts_after_cheap_layers() -> None:
+    from ubernet.models.trunks.segments import split_by_memory
+
+    # a big early layer and a pooling layer whose output is small: the cut goes after the pool, not the tap
+    saved = [100, 100, 10, 30, 30, 30]
+    out = [150, 100, 5, 30, 30, 30]
+    assert split_by_memory(saved, out, 4) == [(0, 3), (3, 6)]
+    assert split_by_memory(saved, out, 1) == [(0, 6)]
+    assert split_by_memory([1], [1], 3) == [(0, 1)]
+
+
+def test_vgg16_plan_cuts_after_pools() -> None:
+    from ubernet.models.trunks import build_trunk
+
+    trunk = build_trunk("vgg16", fc_channels=64)
+    layers = trunk.layers()
+    plan = trunk.checkpoint_plan(4, torch.zeros(1))
+    assert plan[0][0] == 0 and plan[-1][1] == len(layers) and len(plan) <= 4
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(plan))
+    # the first anchor is pool1's output (a quarter of conv1_2's map), not the full-resolution tap itself
+    assert isinstance(layers[plan[0][1] - 1][0], torch.nn.MaxPool2d)
+    assert all(layers[end - 1][1] is None for _, end in plan[:-1])  # no anchor is a tap
+
+
+def test_accumulate_tap_grads_matches_autograd() -> None:
+    """1×1 convolutions of a registered leaf add W^T g into leaf.grad in place (also when it already holds a
+    gradient); other convolutions and other tensors are left to autograd."""
+    import torch.nn.functional as F
+
+    from ubernet.train.tap_grads import AccumulateTapGrads
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 5, 7)
+    w1, b1 = torch.randn(3, 6, 1, 1, requires_grad=True), torch.randn(3, requires_grad=True)
+    w3 = torch.randn(2, 6, 3, 3, requires_grad=True)
+
+    def loss(inp):
+        return (F.conv2d(inp, w1, b1).sin().sum() + F.conv2d(inp, w3, padding=1).cos().sum()
+                + F.conv2d(inp * 2, w1).sum())
+
+    ref = x.clone().requires_grad_(True)
+    ref.grad = torch.ones_like(x)
+    loss(ref).backward()
+    expected = {"x": ref.grad.clone(), "w1": w1.grad.clone(), "b1": b1.grad.clone(), "w3": w3.grad.clone()}
+    for p in (w1, b1, w3):
+        p.grad = None
+    leaf = x.clone().requires_grad_(True)
+    leaf.grad = torch.ones_like(x)
+    buffer = leaf.grad
+    with AccumulateTapGrads([leaf]):
+        out = loss(leaf)
+    names, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        names.add(type(node).__name__)
+        todo += [n for n, _ in node.next_functions if n is not None]
+    assert "_SkipConvBackward" in names  # the 1×1 conv of the leaf itself (not that of ``leaf * 2``)
+    out.backward()
+    assert leaf.grad is buffer  # accumulated in place, no new buffer
+    for name, got in (("x", leaf.grad), ("w1", w1.grad), ("b1", b1.grad), ("w3", w3.grad)):
+        torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -350,7 +350,8 @@ def machine_info() -> dict[str, Any]:
 #: the files whose content decides the measured numbers (recorded with every result)
 MEASURED_CODE = ("models/heads.py", "models/ubernet.py", "train/bounded.py", "tasks/dense.py",
                  "models/trunks/base.py", "models/trunks/vgg.py", "detection/rpn.py", "detection/roi_heads.py",
-                 "ops/torch_nms.py", "ops/lowp.py", "evaluation.py")
+                 "ops/torch_nms.py", "ops/lowp.py", "evaluation.py", "models/branch_point.py",
+                 "models/trunks/segments.py", "train/per_scale.py", "train/tap_grads.py")
 
 
 def code_digest() -> str:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ubernet.errors import ConfigError
+from ubernet.models.branch_point import BranchPoint
 from ubernet.models.trunks.base import TapSpec, Trunk
 from ubernet.tasks.base import Task
 
@@ -30,8 +31,9 @@ class UberNet(nn.Module):
         tasks: task name -> :class:`~ubernet.tasks.base.Task`, in the order used everywhere.
         scales: image pyramid scales (1 first); ``(1.0,)`` disables the pyramid.
         tap_norm: ``"bn"`` (paper: BatchNorm on every tap but the last), ``"none"``.
-        checkpoint_segments: when > 0, trunk activations are recomputed in the backward pass from about this
-            many anchor points (sqrt(L) is the classic choice) instead of being stored.
+        checkpoint_segments: when > 0, trunk activations are recomputed in the backward pass from at most this
+            many anchor points (sqrt(L) is the classic choice), placed where activations are smallest
+            (:meth:`Trunk.checkpoint_plan`), instead of being stored.
         stem_tap: when > 0, a light full-resolution tap of this many channels (two 3×3 convs on the normalised
             image) is prepended to the trunk's taps. It gives trunks without a stride-1 layer (ResNet,
             MobileNetV2) the pixel-accurate evidence VGG-16's conv1_2 gives boundary-like tasks; it belongs to
@@ -125,6 +127,13 @@ class UberNet(nn.Module):
                 taps = [self.stem(x), *taps]
             feats.append([norm(t) for norm, t in zip(self.tap_norms, taps)])
         return feats
+
+    def branch_point(self, images: torch.Tensor) -> BranchPoint:
+        """The shared features for memory-bounded training (needs ``checkpoint_segments > 0``): normalised
+        taps as leaves for the branches, trunk recomputed segment by segment by ``BranchPoint.backward``."""
+        if self.checkpoint_segments < 1:
+            raise ConfigError("branch_point needs checkpoint_segments >= 1")
+        return BranchPoint(self, images, self.checkpoint_segments)
 
     # --- branches ----------------------------------------------------------------------------------------------
     def run_head(

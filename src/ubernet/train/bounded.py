@@ -4,11 +4,18 @@ Both compute the gradient of ``sum_t gamma_t * L_t`` for the tasks a batch is la
 ``p.grad`` of the trunk (with its tap BNs) and of each task's head.
 
 *Summed* keeps every branch's graph alive until one backward of the summed loss: memory grows with the number
-of tasks T. *Bounded* runs the trunk once (optionally checkpointed, so only ~sqrt(L) anchors are kept), detaches
-the tap tensors, and then, task by task, runs that task's branch from the detached taps, back-propagates its
-loss — which *adds* its gradient into the taps' ``.grad`` buffers — and frees the branch before the next task
-starts. A single trunk backward from the accumulated tap gradients finishes the step. Peak memory is the
-trunk's plus *one* branch's, whatever T. Gradients are identical up to float summation order.
+of tasks T. *Bounded* runs the trunk once, detaches the tap tensors, and then, task by task, runs that task's
+branch from the detached taps, back-propagates its loss — which *adds* its gradient into the taps' ``.grad``
+buffers — and frees the branch before the next task starts. A single trunk backward from the accumulated tap
+gradients finishes the step. Peak memory is the trunk's plus *one* branch's, whatever T. Gradients are
+identical up to float summation order. Three things keep that peak low:
+
+* with ``checkpoint_segments > 0`` the trunk runs without a graph through a
+  :class:`~ubernet.models.branch_point.BranchPoint` that keeps only checkpoint anchors (cut by activation
+  memory) and the normalised taps, and recomputes segment by segment in the trunk backward;
+* a branch's 1×1 skip convolutions add their tap gradients into the ``.grad`` buffers in place
+  (:mod:`ubernet.train.tap_grads`), with no tap-sized temporaries;
+* a multi-scale dense branch is back-propagated one pyramid scale at a time (:mod:`ubernet.train.per_scale`).
 
 Optionally the per-task gradients at the branching point can be combined by PCGrad (Yu et al., NeurIPS 2020)
 instead of summed: they exist anyway in the bounded pass, at the cost of one copy of the tap gradients per task.
@@ -25,6 +32,7 @@ import torch
 from ubernet.models.branch_point import BranchPoint
 from ubernet.models.ubernet import Features, UberNet
 from ubernet.train.per_scale import dense_backward_per_scale, per_scale_applies
+from ubernet.train.tap_grads import AccumulateTapGrads
 
 #: (task name, batch indices labelled for it, collated targets of those samples)
 TaskBatch = tuple[str, list[int], Any]
@@ -127,16 +135,18 @@ def bounded_backward(
         sub = _subset(shaped, idx, images.shape[0])
         if combine == "pcgrad":
             before = [leaf.grad.clone() if leaf.grad is not None else None for leaf in leaves]
-        if per_scale and per_scale_applies(model, name, sub):
-            logged[name], loss = dense_backward_per_scale(model, name, sub, hw, targets, weigh)
-        else:
-            out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx],
-                                 targets=targets)
-            losses = model.tasks[name].loss(out, targets)
-            logged[name] = {k: float(v.detach()) for k, v in losses.items()}
-            loss = weigh(name, losses)
-            loss.backward()  # frees this branch's graph; adds into leaf.grad and the head's p.grad
-            del out, losses
+        # The branch's skip convolutions add their tap gradients straight into the leaves' buffers.
+        with AccumulateTapGrads(leaves):
+            if per_scale and per_scale_applies(model, name, sub):
+                logged[name], loss = dense_backward_per_scale(model, name, sub, hw, targets, weigh)
+            else:
+                out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx],
+                                     targets=targets)
+                losses = model.tasks[name].loss(out, targets)
+                logged[name] = {k: float(v.detach()) for k, v in losses.items()}
+                loss = weigh(name, losses)
+                loss.backward()  # frees this branch's graph; adds into leaf.grad and the head's p.grad
+                del out, losses
         del sub
         finite = finite and bool(torch.isfinite(loss))
         del loss

@@ -73,6 +73,15 @@ class InputNorm:
         return img.flip(1) if self.bgr else img
 
 
+def input_norm_from_meta(meta: dict) -> InputNorm:
+    """Rebuild an :class:`InputNorm` from its ``dataclasses.asdict`` form (as stored in checkpoint meta)."""
+    try:
+        return InputNorm(mean=tuple(float(v) for v in meta["mean"]), std=tuple(float(v) for v in meta["std"]),  # type: ignore[arg-type]
+                         bgr=bool(meta.get("bgr", False)), scale=float(meta.get("scale", 1.0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"input_norm in checkpoint meta is malformed: {meta!r} ({e})") from e
+
+
 TORCHVISION_IMAGENET = InputNorm(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 CAFFE_VGG16 = InputNorm(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), bgr=True, scale=255.0)
 
@@ -162,11 +171,36 @@ class Trunk(nn.Module):
                 feats.append(x)
         return feats
 
+    def checkpoint_plan(self, segments: int, like: Tensor) -> list[tuple[int, int]]:
+        """At most ``segments`` consecutive ``[start, end)`` pieces of :meth:`layers`, cut where activations
+        are cheapest to keep (:func:`~ubernet.models.trunks.segments.split_by_memory`).
+
+        The per-layer costs are measured once per (segments, dtype, device type) on a small probe image like
+        ``like`` (``Tensor[B, 3, H, W]``), in eval mode so that no BatchNorm statistic or random state moves.
+        """
+        from ubernet.models.trunks.segments import PROBE_SIZE, layer_costs, split_by_memory
+
+        if segments < 1:
+            raise ConfigError(f"checkpoint segments must be >= 1, got {segments}")
+        key = (int(segments), like.dtype, like.device.type)
+        plans = self.__dict__.setdefault("_checkpoint_plans", {})
+        if key not in plans:
+            was_training = self.training
+            self.eval()
+            try:
+                probe = torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, dtype=like.dtype, device=like.device)
+                layers = self.layers()
+                saved, out = layer_costs(layers, probe)
+            finally:
+                self.train(was_training)
+            plans[key] = split_by_memory(saved, out, segments, [name is not None for _, name in layers])
+        return plans[key]
+
     def forward_checkpointed(self, x: Tensor, segments: int) -> list[Tensor]:
-        """Same result as :meth:`forward`, but the layer list is cut into ``segments`` consecutive pieces,
-        each run under non-reentrant activation checkpointing: only segment inputs and tap outputs are kept,
-        everything
-        inside a segment is recomputed during backward (memory ~ segments + L/segments layers instead of L).
+        """Same result as :meth:`forward`, but the layer list is cut into at most ``segments`` consecutive
+        pieces (by activation memory: :meth:`checkpoint_plan`), each run under non-reentrant activation
+        checkpointing: only segment inputs and tap outputs are kept, everything inside a segment is recomputed
+        during backward.
 
         Note: BatchNorm layers in training mode (``freeze_bn=False``) update their running statistics twice
         per step here (forward and recomputation); outputs and gradients are unaffected.
@@ -175,7 +209,7 @@ class Trunk(nn.Module):
             return self.forward(x)  # nothing would be saved for backward anyway
         layers = self.layers()
         feats: list[Tensor] = []
-        for start, end in split_evenly(len(layers), segments):
+        for start, end in self.checkpoint_plan(segments, x):
             modules = [m for m, _ in layers[start:end]]
             names = [n for _, n in layers[start:end]]
             fn = functools.partial(_run_segment, modules, names)
