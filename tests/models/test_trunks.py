@@ -286,3 +286,22 @@ def test_tap_lookup() -> None:
     assert t.tap("block6").stride == 8
     with pytest.raises(ConfigError, match="block1"):
         t.tap("nope")
+
+
+def test_inference_autocast_fast_path_is_bit_identical() -> None:
+    """CPU inference under bf16 autocast runs conv + ReLU pairs as one fused oneDNN convolution on cached bf16
+    weights; it must give exactly what running the layers one by one under autocast gives."""
+    torch.manual_seed(0)
+    trunk = build_trunk("vgg16", fc_channels=64).eval()
+    x = torch.randn(1, 3, 40, 48)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = trunk(x)
+        ref, y = [], x
+        for layer, name in trunk.layers():
+            y = layer(y)
+            if name is not None:
+                ref.append(y)
+    assert len(fast) == len(ref)
+    for a, b in zip(fast, ref):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ubernet.errors import ConfigError
+from ubernet.ops import lowp
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,25 @@ def _run_segment(modules: Sequence[nn.Module], names: Sequence[str | None], x: T
     return (x, *taps)
 
 
+# oneDNN's fused convolution + post-op (a private op of CPU builds); without it every layer runs as usual
+_FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def _conv_relu_lowp(layer: nn.Module, x: Tensor, dtype: torch.dtype, cache: lowp.WeightCache) -> Tensor:
+    """``layer(x)`` under CPU inference autocast; an ``nn.Sequential(Conv2d, ReLU)`` runs as one oneDNN
+    convolution with a ReLU post-op on cached low-precision weights. Bit-identical to autocast's conv then
+    ReLU: the same bf16 operands into the same kernel, and rounding to bf16 commutes with max(0, .)."""
+    if not (isinstance(layer, nn.Sequential) and len(layer) == 2 and isinstance(layer[0], nn.Conv2d)
+            and isinstance(layer[1], nn.ReLU) and layer[0].padding_mode == "zeros"
+            and isinstance(layer[0].padding, tuple)):
+        return layer(x)
+    conv = layer[0]
+    with torch.autocast("cpu", enabled=False):
+        return torch.ops.mkldnn._convolution_pointwise(
+            x.to(dtype), cache.get(conv.weight, dtype), cache.get(conv.bias, dtype), list(conv.padding),
+            list(conv.stride), list(conv.dilation), conv.groups, "relu", [None], "")
+
+
 def split_evenly(n: int, segments: int) -> list[tuple[int, int]]:
     """Cut ``range(n)`` into ``min(segments, n)`` consecutive ``[start, end)`` pieces, sizes differing by <=
     1."""
@@ -163,10 +183,18 @@ class Trunk(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> list[Tensor]:
-        """``x``: normalised Tensor[B, 3, H, W] -> one Tensor[B, C_i, ceil(H/s_i), ceil(W/s_i)] per tap."""
+        """``x``: normalised Tensor[B, 3, H, W] -> one Tensor[B, C_i, ceil(H/s_i), ceil(W/s_i)] per tap.
+
+        CPU inference under autocast (autograd off) takes a bit-identical fast path: each conv + ReLU pair runs
+        as one oneDNN convolution with a fused ReLU (no separate pass over the activation), from weights cast
+        once and cached (:mod:`ubernet.ops.lowp`; autocast re-casts them on every call in inference mode).
+        """
+        dtype = lowp.inference_autocast_dtype(x)
+        fast = dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU
+        cache: lowp.WeightCache | None = self.__dict__.setdefault("_lowp", lowp.WeightCache()) if fast else None
         feats: list[Tensor] = []
         for layer, name in self.layers():
-            x = layer(x)
+            x = _conv_relu_lowp(layer, x, dtype, cache) if fast else layer(x)  # type: ignore[arg-type]
             if name is not None:
                 feats.append(x)
         return feats
@@ -250,6 +278,8 @@ class Trunk(nn.Module):
     def train(self, mode: bool = True) -> Trunk:
         """Like :meth:`nn.Module.train`, but frozen BatchNorm layers and frozen stages stay in eval mode."""
         super().train(mode)
+        if mode and "_lowp" in self.__dict__:
+            self.__dict__["_lowp"].clear()  # no cast copies of the weights held during training
         if mode:
             for module in self._frozen_modules():
                 module.eval()
