@@ -305,3 +305,24 @@ def test_inference_autocast_fast_path_is_bit_identical() -> None:
     for a, b in zip(fast, ref):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_unfused_inference_calls_every_conv_module() -> None:
+    """Under `unfused_inference` the trunk runs its modules (hooks fire, e.g. for FLOP counting), same output."""
+    from ubernet.models.trunks.base import unfused_inference
+
+    trunk = build_trunk("vgg16", fc_channels=64).eval()
+    calls: list[int] = []
+    convs = [m for m in trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in convs]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = trunk(x)
+        n_fast = len(calls)
+        with unfused_inference():
+            plain = trunk(x)
+    for h in hooks:
+        h.remove()
+    assert len(calls) - n_fast == len(convs)
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -36,6 +36,7 @@ import torch
 
 from ubernet.bench.common import ModelSpec, build_model, build_tasks, machine_info, set_threads, summary, timed_both
 from ubernet.errors import ConfigError
+from ubernet.models.trunks.base import unfused_inference
 
 TARGET_ALL_TO_TRUNK = 1.3
 TARGET_SINGLE_TO_MULTI = 5.0
@@ -129,7 +130,8 @@ def conv_flops(model: Any, images: torch.Tensor, *, layer_times: bool = False) -
         handles.append(m.register_forward_pre_hook(pre))
         handles.append(m.register_forward_hook(post))
     try:
-        model.features(images)
+        with unfused_inference():  # module hooks must see every convolution (the fused path calls oneDNN directly)
+            model.features(images)
     finally:
         for h in handles:
             h.remove()

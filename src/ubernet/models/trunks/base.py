@@ -14,7 +14,8 @@ cut it into segments anywhere without knowing the architecture.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,19 @@ def _run_segment(modules: Sequence[nn.Module], names: Sequence[str | None], x: T
 
 # oneDNN's fused convolution + post-op (a private op of CPU builds); without it every layer runs as usual
 _FUSED_CONV_RELU = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+_fused_off = 0  # > 0 inside `unfused_inference()`
+
+
+@contextmanager
+def unfused_inference() -> Iterator[None]:
+    """Run every trunk layer as its module (no fused inference path), e.g. so that module hooks see every
+    convolution (the speed benchmark counts FLOPs with them). Results are identical either way."""
+    global _fused_off
+    _fused_off += 1
+    try:
+        yield
+    finally:
+        _fused_off -= 1
 
 
 def _conv_relu_lowp(layer: nn.Module, x: Tensor, dtype: torch.dtype, cache: lowp.WeightCache) -> Tensor:
@@ -190,7 +204,7 @@ class Trunk(nn.Module):
         once and cached (:mod:`ubernet.ops.lowp`; autocast re-casts them on every call in inference mode).
         """
         dtype = lowp.inference_autocast_dtype(x)
-        fast = dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU
+        fast = dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU and not _fused_off
         cache: lowp.WeightCache | None = self.__dict__.setdefault("_lowp", lowp.WeightCache()) if fast else None
         feats: list[Tensor] = []
         for layer, name in self.layers():
