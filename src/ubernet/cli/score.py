@@ -129,31 +129,23 @@ def run(args: argparse.Namespace) -> int:
 
         return tqdm(items, desc=f"score {args.task}", unit="img", file=sys.stderr, leave=False)
 
-    with metric_workers(args.workers):
-        result = _score(args, progress, score_folders)
-    return _report(args, result, json_safe)
-
-
-def _score(args: argparse.Namespace, progress: Any, score_folders: Any) -> dict[str, Any]:
-    return score_folders(
-        args.task,
-        args.pred,
-        args.gt,
-        thresholds=args.thresholds,
-        max_dist=args.max_dist,
-        nms=args.nms,
-        fast=args.fast,
-        thin=not args.no_thin,
-        num_classes=args.classes,
-        class_names=_class_names(args.class_names),
-        imageset=args.imageset,
-        strict=args.strict,
-        coco=args.coco,
-        progress=progress,
-    )
-
-
-def _report(args: argparse.Namespace, result: dict[str, Any], json_safe: Any) -> int:
+    with metric_workers(args.workers):  # compute() resolves the workers' results inside the block
+        result = score_folders(
+            args.task,
+            args.pred,
+            args.gt,
+            thresholds=args.thresholds,
+            max_dist=args.max_dist,
+            nms=args.nms,
+            fast=args.fast,
+            thin=not args.no_thin,
+            num_classes=args.classes,
+            class_names=_class_names(args.class_names),
+            imageset=args.imageset,
+            strict=args.strict,
+            coco=args.coco,
+            progress=progress,
+        )
     for key, what in (
         ("missing_predictions", "ground truth without prediction, scored as an empty prediction"),
         ("unmatched_predictions", "prediction without ground truth, ignored"),

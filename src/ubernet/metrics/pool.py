@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _pool: ProcessPoolExecutor | None = None
+_pool_workers = 1  # processes of `_pool` (1 when there is none)
 
 
 def available_cores() -> int:
@@ -58,16 +59,16 @@ def metric_workers(workers: int | None) -> Iterator[int]:
     """Within the block, boundary metrics score images in ``workers`` processes (``None`` or 0: one per
     available core; 1: serially, no processes). Yields the number of workers used. Metrics created inside the
     block must be computed inside it too (their pending results need the pool)."""
-    global _pool
+    global _pool, _pool_workers
     n = available_cores() if not workers else int(workers)
     if n < 1:
         raise ValueError(f"metric workers must be >= 1 (or 0 for one per core), got {workers}")
     if n == 1 or _pool is not None:  # nested: keep the outer pool
-        yield n if _pool is None else _pool._max_workers  # type: ignore[attr-defined]
+        yield n if _pool is None else _pool_workers
         return
-    _pool = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+    _pool, _pool_workers = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")), n
     try:
         yield n
     finally:
-        pool, _pool = _pool, None
+        pool, _pool, _pool_workers = _pool, None, 1
         pool.shutdown(wait=True, cancel_futures=True)

@@ -125,34 +125,37 @@ class DenseHead(nn.Module):
         resolution is saved for backward (interpolation and addition need no inputs), so a branch's memory is
         its outputs and its losses. Same parameters; equal up to float summation order.
         """
-        w = self.layer_fuse.weight[:, :, 0, 0]  # [C, n]
         by_res: dict[tuple[int, int], torch.Tensor] = {}
+        self._add_folded_scores(by_res, taps, None, self.layer_fuse.bias)  # type: ignore[arg-type]
+        return self._accumulate_upsampled(by_res, size)
+
+    def _add_folded_scores(self, by_res: dict[tuple[int, int], torch.Tensor], taps: Sequence[torch.Tensor],
+                           scale_weight: torch.Tensor | None, extra_bias: torch.Tensor) -> None:
+        """Add each tap's skip score, with the layer-fusion weight (times ``scale_weight`` ``[C]``, when given)
+        folded into the 1×1 conv, into ``by_res`` under its resolution (in place); ``extra_bias`` ``[C]`` goes
+        into the first tap's bias."""
+        wl = self.layer_fuse.weight[:, :, 0, 0]  # [C, n taps]
         for k, (conv, i) in enumerate(zip(self.skips, self.tap_index)):
-            bias = conv.bias * w[:, k]  # type: ignore[operator]
+            wk = wl[:, k] if scale_weight is None else wl[:, k] * scale_weight
+            bias = conv.bias * wk  # type: ignore[operator]
             if k == 0:
-                bias = bias + self.layer_fuse.bias  # type: ignore[operator]
-            score = F.conv2d(taps[i], conv.weight * w[:, k].view(-1, 1, 1, 1), bias)
+                bias = bias + extra_bias
+            score = F.conv2d(taps[i], conv.weight * wk.view(-1, 1, 1, 1), bias)
             key = (int(score.shape[-2]), int(score.shape[-1]))
             if key in by_res:
                 by_res[key].add_(score)
             else:
                 by_res[key] = score
+
+    @staticmethod
+    def _accumulate_upsampled(by_res: dict[tuple[int, int], torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Sum of score maps given per resolution, each bilinearly resampled to ``size`` unless already there,
+        accumulated in place into the first one, in insertion order."""
         out: torch.Tensor | None = None
         for key, score in by_res.items():
             if key != tuple(size):
                 score = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
             out = score if out is None else out.add_(score)
-        assert out is not None
-        return out
-
-    def _accumulate_upsampled(self, by_res: dict[tuple[int, int], torch.Tensor],
-                              size: tuple[int, int]) -> torch.Tensor:
-        """Sum of score maps given per resolution, each bilinearly upsampled to ``size`` (in place into one
-        buffer; a map already at ``size`` is used as the buffer)."""
-        out = by_res.pop(tuple(size), None)  # type: ignore[call-overload]
-        for score in by_res.values():
-            up = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
-            out = up if out is None else out.add_(up)
         assert out is not None
         return out
 
@@ -169,23 +172,13 @@ class DenseHead(nn.Module):
         task upsamples 5 maps instead of 11 and writes no per-scale full-resolution map.
         """
         assert self.scale_fuse is not None
-        wl = self.layer_fuse.weight[:, :, 0, 0]  # [C, n taps]
         ws = self.scale_fuse.weight[:, :, 0, 0]  # [C, n scales]
         by_res: dict[tuple[int, int], torch.Tensor] = {}
         for s, taps in enumerate(feats):
-            for k, (conv, i) in enumerate(zip(self.skips, self.tap_index)):
-                wk = wl[:, k] * ws[:, s]
-                bias = conv.bias * wk  # type: ignore[operator]
-                if k == 0:
-                    bias = bias + self.layer_fuse.bias * ws[:, s]  # type: ignore[operator]
-                    if s == 0:
-                        bias = bias + self.scale_fuse.bias  # type: ignore[operator]
-                score = F.conv2d(taps[i], conv.weight * wk.view(-1, 1, 1, 1), bias)
-                key = (int(score.shape[-2]), int(score.shape[-1]))
-                if key in by_res:
-                    by_res[key].add_(score)
-                else:
-                    by_res[key] = score
+            extra = self.layer_fuse.bias * ws[:, s]  # type: ignore[operator]
+            if s == 0:
+                extra = extra + self.scale_fuse.bias  # type: ignore[operator]
+            self._add_folded_scores(by_res, taps, ws[:, s], extra)
         return self._accumulate_upsampled(by_res, size)
 
     def forward(

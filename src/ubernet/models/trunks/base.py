@@ -145,7 +145,7 @@ def split_evenly(n: int, segments: int) -> list[tuple[int, int]]:
     return bounds
 
 
-class Trunk(nn.Module):
+class Trunk(lowp.CachedCastMixin):
     """Abstract trunk. Subclasses build their modules, set ``taps`` and ``input_norm``, implement
     :meth:`layers` and finally call :meth:`_setup_freezing`.
 
@@ -205,10 +205,9 @@ class Trunk(nn.Module):
         """
         dtype = lowp.inference_autocast_dtype(x)
         fast = dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU and not _fused_off
-        cache: lowp.WeightCache | None = self.__dict__.setdefault("_lowp", lowp.WeightCache()) if fast else None
         feats: list[Tensor] = []
         for layer, name in self.layers():
-            x = _conv_relu_lowp(layer, x, dtype, cache) if fast else layer(x)  # type: ignore[arg-type]
+            x = _conv_relu_lowp(layer, x, dtype, self.lowp) if fast else layer(x)  # type: ignore[arg-type]
             if name is not None:
                 feats.append(x)
         return feats
@@ -291,9 +290,7 @@ class Trunk(nn.Module):
 
     def train(self, mode: bool = True) -> Trunk:
         """Like :meth:`nn.Module.train`, but frozen BatchNorm layers and frozen stages stay in eval mode."""
-        super().train(mode)
-        if mode and "_lowp" in self.__dict__:
-            self.__dict__["_lowp"].clear()  # no cast copies of the weights held during training
+        super().train(mode)  # CachedCastMixin drops the cast weight copies: none are held during training
         if mode:
             for module in self._frozen_modules():
                 module.eval()
