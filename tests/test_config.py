@@ -52,6 +52,8 @@ def test_overrides_apply_and_are_validated() -> None:
         load_config(CONFIGS / "synthetic.yaml", ["train.steps=0"])
     with pytest.raises(ConfigError, match="key.subkey=value"):
         load_config(CONFIGS / "synthetic.yaml", ["train.steps"])
+    with pytest.raises(ConfigError, match="eval.workers must be >= 0"):
+        load_config(CONFIGS / "synthetic.yaml", ["eval.workers=-1"])
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

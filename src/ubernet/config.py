@@ -249,6 +249,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("tasks: at least one task must be configured")
     from ubernet.data.transforms import Augment  # numpy + PIL only: cheap
 
+    if cfg.eval.workers < 0:
+        raise ConfigError(f"eval.workers must be >= 0 (0 = one process per core, 1 = serial), got {cfg.eval.workers}")
     if cfg.eval.data.augment:
         raise ConfigError("eval.data.augment: augmentation applies to training sources (data[*]) only")
     for i, s in enumerate(cfg.data):

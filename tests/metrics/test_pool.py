@@ -46,3 +46,13 @@ def test_no_pool_outside_the_block_and_bad_counts() -> None:
     with pytest.raises(ValueError, match="workers"), pool.metric_workers(-1):
         pass
     assert pool.available_cores() >= 1
+
+
+@pytest.mark.parametrize("bad", ["-1", "two"])
+def test_workers_option_refuses_bad_values(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ubernet.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["score", "boundaries", "--pred", "p", "--gt", "g", "--workers", bad])
+    assert e.value.code == 2
+    assert "--workers" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ubernet.cli.tables import print_metrics
+from ubernet.metrics.pool import workers_arg
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--json", default=None, help="write the full results here")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=workers_arg, default=0,
                    help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
 

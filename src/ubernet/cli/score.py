@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ubernet.errors import UbernetError
+from ubernet.metrics.pool import workers_arg
 
 _HEADLINE: dict[str, tuple[str, ...]] = {
     "boundaries": ("ods", "ois", "ap", "ods_threshold"),
@@ -65,7 +66,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imageset", type=Path, default=None, help="evaluate only the stems listed in this file")
     p.add_argument("--strict", action="store_true", help="refuse stems present on one side only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=workers_arg, default=0,
                    help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
 

@@ -14,6 +14,7 @@ and the metric modules.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator
@@ -25,6 +26,17 @@ T = TypeVar("T")
 
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 1  # processes of `_pool` (1 when there is none)
+
+
+def workers_arg(text: str) -> int:
+    """``argparse`` type of a ``--workers`` option: an integer >= 0 (0 = one process per available core)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = one per core, 1 = serial), got {text!r}")
+    return n
 
 
 def available_cores() -> int:
