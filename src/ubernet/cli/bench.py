@@ -131,7 +131,7 @@ def speed_config(args: argparse.Namespace) -> Any:
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    from ubernet.bench.speed import conv_layer_table, profile_heads, profile_predict
+    from ubernet.bench.profile import conv_layer_table, profile_heads, profile_predict
     from ubernet.bench.speed import run_speed as measure
 
     cfg = speed_config(args)
