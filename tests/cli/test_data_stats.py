@@ -55,48 +55,14 @@ def test_voc_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_bsds_stats_and_skip_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_bsds(tmp_path / "bsds")
     out = tmp_path / "b.json"
-    assert (
-        main(
-            [
-                "data",
-                "stats",
-                "--format",
-                "bsds500",
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--json",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    argv = ["data", "stats", "--format", "bsds500", "--root", str(root), "--split", "val", "--quiet"]
+    assert main([*argv, "--json", str(out)]) == 0
     s = json.loads(out.read_text())
     assert s["images"] == 2 and s["annotators"] == 6 and s["boundary_pixels"]["positive"] == 4
     (root / "groundTruth/val/2.mat").write_bytes(b"broken")
-    assert main(["data", "stats", "--format", "bsds500", "--root", str(root), "--split", "val", "--quiet"]) == 2
+    assert main(argv) == 2
     assert "2.mat: unreadable" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "data",
-                "stats",
-                "--format",
-                "bsds500",
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--quiet",
-                "--skip-bad",
-                "--json",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main([*argv, "--skip-bad", "--json", str(out)]) == 0
     s = json.loads(out.read_text())
     assert s["images"] == 1 and len(s["skipped"]) == 1 and "2.mat" in s["skipped"][0]["problem"]
     assert "skipped 1:" in capsys.readouterr().out

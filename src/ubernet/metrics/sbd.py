@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ubernet.metrics import pool
+from ubernet.metrics.base import check_classes, mean_defined
 from ubernet.metrics.bsds import evaluate_boundaries, summarize, thresholds_for
 
 __all__ = ["SemanticBoundaryMetric"]
@@ -42,10 +43,7 @@ class SemanticBoundaryMetric:
         thin: bool = True,
         class_names: Sequence[str] | None = None,
     ) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        check_classes(num_classes, class_names)
         self.num_classes = int(num_classes)
         self.thresholds = thresholds_for(int(thresholds))
         self.max_dist = float(max_dist)
@@ -66,8 +64,14 @@ class SemanticBoundaryMetric:
             )
         for c in range(self.num_classes):
             self.per_image[c].append(  # in a worker process under `metric_workers`
-                pool.submit(evaluate_boundaries, np.ascontiguousarray(pred[c]), gt[c].astype(bool)[None],
-                            thresholds=self.thresholds, max_dist=self.max_dist, thin=self.thin)
+                pool.submit(
+                    evaluate_boundaries,
+                    np.ascontiguousarray(pred[c]),
+                    gt[c].astype(bool)[None],
+                    thresholds=self.thresholds,
+                    max_dist=self.max_dist,
+                    thin=self.thin,
+                )
             )
 
     def compute(self) -> dict[str, float | list | dict]:
@@ -85,11 +89,9 @@ class SemanticBoundaryMetric:
             maxf.append(float(s["ods"]))
             ap.append(float(s["ap"]))
             ois.append(float(s["ois"]))
-        f_ok = [v for v in maxf if v is not None]
-        a_ok = [v for v in ap if v is not None]
         return {
-            "maxf": float(np.mean(f_ok)) if f_ok else float("nan"),
-            "ap": float(np.mean(a_ok)) if a_ok else float("nan"),
+            "maxf": mean_defined(maxf),
+            "ap": mean_defined(ap),
             "per_class_maxf": maxf,
             "per_class_ap": ap,
             "per_class_ois": ois,

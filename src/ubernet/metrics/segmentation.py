@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ubernet.metrics.base import check_classes, mean_defined
+
 __all__ = ["IoUMetric"]
 
 
@@ -34,10 +36,7 @@ class IoUMetric:
         skip_images_without_foreground: bool = False,
         class_names: list[str] | None = None,
     ) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        check_classes(num_classes, class_names)
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.skip = bool(skip_images_without_foreground)
@@ -76,10 +75,9 @@ class IoUMetric:
         tp = np.diag(cm).astype(np.float64)
         den = cm.sum(0) + cm.sum(1) - np.diag(cm)
         per = [float(t / d) if d > 0 else None for t, d in zip(tp, den)]
-        present = [v for v in per if v is not None]
         total = cm.sum()
         out: dict[str, float | list | dict] = {
-            "miou": float(np.mean(present)) if present else float("nan"),
+            "miou": mean_defined(per),
             "per_class": per,
             "pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
             "num_images": self.num_images,

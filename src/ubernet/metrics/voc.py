@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ubernet.metrics.base import mean_defined
+
 __all__ = ["VOCDetectionMetric", "box_iou_voc", "from_continuous", "voc07_ap", "voc10_ap"]
 
 
@@ -158,11 +160,9 @@ class VOCDetectionMetric:
         for k, name in enumerate(self.class_names):
             a07, a10, n, _ = self._class_ap(k)
             ap07[name], ap10[name], npos[name] = a07, a10, n
-        v07 = [v for v in ap07.values() if v is not None]
-        v10 = [v for v in ap10.values() if v is not None]
         return {
-            "map_voc07": float(np.mean(v07)) if v07 else float("nan"),
-            "map_voc10": float(np.mean(v10)) if v10 else float("nan"),
+            "map_voc07": mean_defined(ap07.values()),
+            "map_voc10": mean_defined(ap10.values()),
             "ap_voc07": ap07,
             "ap_voc10": ap10,
             "num_positives": npos,

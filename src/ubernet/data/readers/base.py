@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,6 +98,43 @@ def guarded(fn: Callable[[], T], *, skip_bad: bool, report: ReaderReport | None,
         return None
 
 
+def guarded_records(
+    items: Iterable[T],
+    make: Callable[[T], Record],
+    path_of: Callable[[T], str | Path],
+    *,
+    skip_bad: bool,
+    report: ReaderReport | None,
+) -> list[Record]:
+    """``make(item)`` for each of ``items`` under :func:`guarded`: the records of the good items, in order.
+
+    ``path_of(item)`` names the file a skip is reported against. It is computed before ``make`` runs and outside
+    the guard: an item too malformed to be named (say a COCO image entry that is not an object) is an error even
+    under ``skip_bad``, since there would be nothing to report the skip against.
+    """
+    records: list[Record] = []
+    for item in items:
+        path = path_of(item)
+        rec = guarded(partial(make, item), skip_bad=skip_bad, report=report, path=path)
+        if rec is not None:
+            records.append(rec)
+    return records
+
+
+def task_paths(found: dict[str, list[dict[str, Path]]], id_: str) -> dict[str, Path]:
+    """``{task: path}`` for the tasks of ``found`` that have a file for ``id_``, in the order of ``found``.
+
+    ``found`` maps a task to the ``{stem: path}`` listings (see :func:`stems`) of its candidate folders, in
+    preference order: the first folder that lists ``id_`` wins.
+    """
+    fields: dict[str, Path] = {}
+    for task, listings in found.items():
+        p = next((m[id_] for m in listings if id_ in m), None)
+        if p is not None:
+            fields[task] = p
+    return fields
+
+
 def read_id_list(path: Path) -> list[str]:
     """Ids from an image-set file: first whitespace-separated token of each non-empty line, file extension
     dropped (so both ``2008_000002`` and ``images/2008_000002.jpg`` lines work)."""
@@ -167,6 +205,19 @@ def finish_sample(record: Record, image: np.ndarray, targets: dict[str, np.ndarr
     except ValueError as e:
         raise DataError(str(e)) from None
     return sample
+
+
+def load_npy(p: Path) -> np.ndarray:
+    """The array of a ``.npy`` file (no pickled objects); DataError naming the file when it cannot be read."""
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{p}: unreadable .npy ({e})") from None
+
+
+def valid_depth(d: np.ndarray) -> np.ndarray:
+    """float32 depth in the contract's form: non-finite or non-positive values (no measurement) become 0."""
+    return np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
 
 
 def binarise_mask(gray: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -27,7 +27,7 @@ from ubernet.data.readers.base import (
     Record,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     stems,
     unknown_split,
 )
@@ -65,29 +65,26 @@ def load_bsds500(
     if not 0.0 < positive_fraction <= 1.0:
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction}")
     gt_dir = root / "groundTruth" / split
-    records: list[Record] = []
-    for id_, image in stems(img_dir, IMAGE_EXTS).items():
+
+    def make(item: tuple[str, Path]) -> Record:
+        id_, image = item
+        if not gt_dir.is_dir():
+            return Record(id=id_, source=source, image_path=image, tasks=(), format="bsds500")
         mat = gt_dir / f"{id_}.mat"
+        if not mat.is_file():
+            raise DataError(f"{mat}: ground truth of {image.name} not found")
+        return Record(
+            id=id_,
+            source=source,
+            image_path=image,
+            tasks=("boundaries",),
+            fields={"ground_truth": mat},
+            meta={"positive_fraction": positive_fraction},
+            format="bsds500",
+        )
 
-        def make(id_: str = id_, image: Path = image, mat: Path = mat) -> Record:
-            if not gt_dir.is_dir():
-                return Record(id=id_, source=source, image_path=image, tasks=(), format="bsds500")
-            if not mat.is_file():
-                raise DataError(f"{mat}: ground truth of {image.name} not found")
-            return Record(
-                id=id_,
-                source=source,
-                image_path=image,
-                tasks=("boundaries",),
-                fields={"ground_truth": mat},
-                meta={"positive_fraction": positive_fraction},
-                format="bsds500",
-            )
-
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=image)
-        if rec is not None:
-            records.append(rec)
-    return records
+    images = stems(img_dir, IMAGE_EXTS).items()  # (id, image path) pairs
+    return guarded_records(images, make, lambda item: item[1], skip_bad=skip_bad, report=report)
 
 
 def read_bsds_annotators(path: str | Path) -> np.ndarray:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ubernet.data.readers.base import ReaderReport, Record, finish_sample, guarded, unknown_split
+from ubernet.data.readers.base import ReaderReport, Record, finish_sample, guarded_records, unknown_split
 from ubernet.data.sample import IGNORE, Sample
 from ubernet.errors import DataError
 from ubernet.io.coco_mask import segmentation_to_mask
@@ -93,18 +93,16 @@ def load_coco(
     for a in data["annotations"]:
         by_image.setdefault(int(a["image_id"]), []).append(a)
     want_seg = "semseg" in tasks
-    records: list[Record] = []
-    for im in data["images"]:
 
-        def make(im: dict = im) -> Record:
-            return _record(
-                im, by_image.get(int(im["id"]), []), cat_to_label, ann_file, img_dir, meta, tasks, want_seg, source
-            )
+    def make(im: dict) -> Record:
+        return _record(
+            im, by_image.get(int(im["id"]), []), cat_to_label, ann_file, img_dir, meta, tasks, want_seg, source
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=img_dir / str(im.get("file_name", im.get("id"))))
-        if rec is not None:
-            records.append(rec)
-    return records
+    def image_of(im: dict) -> Path:
+        return img_dir / str(im.get("file_name", im.get("id")))
+
+    return guarded_records(data["images"], make, image_of, skip_bad=skip_bad, report=report)
 
 
 def _record(

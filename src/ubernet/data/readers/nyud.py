@@ -41,12 +41,15 @@ from ubernet.data.readers.base import (
     check_size,
     decode_normals_png,
     finish_sample,
-    guarded,
+    guarded_records,
     known_tasks,
+    load_npy,
     normalise_normals,
     read_id_list,
     stems,
+    task_paths,
     unknown_split,
+    valid_depth,
 )
 from ubernet.data.sample import Sample
 from ubernet.errors import DataError
@@ -145,31 +148,22 @@ def load_nyud(
     imgs = stems(img_root / sub, (".jpg", ".png"))
     wanted = [t for t in TASK_DIRS if tasks is None or t in tasks]
     found = {t: [stems(root / d / sub, TASK_DIRS[t][1]) for d in TASK_DIRS[t][0]] for t in wanted}
-    records: list[Record] = []
-    for id_ in ids:
 
-        def make(id_: str = id_) -> Record:
-            if id_ not in imgs:
-                raise DataError(f"{img_root / sub / (id_ + '.jpg')}: image listed in split {split!r} not found")
-            fields = {}
-            for t in wanted:
-                p = next((m[id_] for m in found[t] if id_ in m), None)
-                if p is not None:
-                    fields[t] = p
-            return Record(
-                id=id_,
-                source=source,
-                image_path=imgs[id_],
-                tasks=known_tasks(fields),
-                fields=fields,
-                meta=dict(meta),
-                format="nyud",
-            )
+    def make(id_: str) -> Record:
+        if id_ not in imgs:
+            raise DataError(f"{img_root / sub / (id_ + '.jpg')}: image listed in split {split!r} not found")
+        fields = task_paths(found, id_)
+        return Record(
+            id=id_,
+            source=source,
+            image_path=imgs[id_],
+            tasks=known_tasks(fields),
+            fields=fields,
+            meta=dict(meta),
+            format="nyud",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=img_root / sub / id_)
-        if rec is not None:
-            records.append(rec)
-    return records
+    return guarded_records(ids, make, lambda id_: img_root / sub / id_, skip_bad=skip_bad, report=report)
 
 
 def _load_mat_records(
@@ -225,7 +219,7 @@ def _open(path: str) -> Any:
 
 def _read_depth(p: Path, scale: float) -> np.ndarray:
     if p.suffix == ".npy":
-        d = _load_npy(p).astype(np.float32)
+        d = load_npy(p).astype(np.float32)
     else:
         from PIL import Image
 
@@ -237,20 +231,13 @@ def _read_depth(p: Path, scale: float) -> np.ndarray:
     d = np.squeeze(d)
     if d.ndim != 2:
         raise DataError(f"{p}: depth has shape {d.shape}, expected H×W")
-    return np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
-
-
-def _load_npy(p: Path) -> np.ndarray:
-    try:
-        return np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: unreadable .npy ({e})") from None
+    return valid_depth(d)
 
 
 def _read_normals(p: Path, sign: Sequence[float], hw: tuple[int, int]) -> np.ndarray:
     if p.suffix == ".png":
         return decode_normals_png(read_image(p), sign)
-    n = _load_npy(p).astype(np.float32)
+    n = load_npy(p).astype(np.float32)
     if n.shape == (3, *hw) and n.shape != (*hw, 3):  # channels-first release
         n = n.transpose(1, 2, 0)
     if n.ndim != 3 or n.shape[2] != 3:
@@ -268,7 +255,7 @@ def read_nyud_sample(record: Record) -> Sample:
     t: dict[str, np.ndarray] = {}
     if "boundaries" in f:
         p = f["boundaries"]
-        e = _load_npy(p) if p.suffix == ".npy" else read_label_png(p)
+        e = load_npy(p) if p.suffix == ".npy" else read_label_png(p)
         e = np.squeeze(e)
         check_size(e, hw, p, "edge map")
         t["boundaries"] = (e > 0).astype(np.uint8)
@@ -295,7 +282,7 @@ def _read_mat_sample(record: Record) -> Sample:
     t: dict[str, np.ndarray] = {}
     if record.fields.get("depth"):
         d = np.asarray(h5["depths"][i], np.float32).T
-        t["depth"] = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+        t["depth"] = valid_depth(d)
     if record.fields.get("semseg"):
         cmap = np.asarray(record.meta["class_map"]).reshape(-1)
         raw = np.asarray(h5["labels"][i]).T.astype(np.int64)

@@ -35,9 +35,10 @@ from ubernet.data.readers.base import (
     check_size,
     decode_normals_png,
     finish_sample,
-    guarded,
+    guarded_records,
     read_id_list,
     stems,
+    task_paths,
     unknown_split,
 )
 from ubernet.data.readers.pascal_part import read_person_parts
@@ -94,31 +95,23 @@ def load_pascal_context(
         t: [stems(root / d, (TASK_DIRS[t][1],)) for d in TASK_DIRS[t][0]] for t in wanted
     }
     imgs = stems(img_dir, (".jpg", ".jpeg", ".png"))
-    records: list[Record] = []
-    for id_ in read_id_list(splits[split]):
 
-        def make(id_: str = id_) -> Record:
-            if id_ not in imgs:
-                raise DataError(f"{img_dir / (id_ + '.jpg')}: image listed in split {split!r} not found")
-            fields: dict[str, Path] = {}
-            for t in wanted:
-                p = next((m[id_] for m in found[t] if id_ in m), None)
-                if p is not None:
-                    fields[t] = p
-            return Record(
-                id=id_,
-                source=source,
-                image_path=imgs[id_],
-                tasks=tuple(fields),
-                fields=dict(fields),
-                meta={"class_names": VOC_CLASSES, "part_names": PART_NAMES, "normals_sign": tuple(normals_sign)},
-                format="pascal-context",
-            )
+    def make(id_: str) -> Record:
+        if id_ not in imgs:
+            raise DataError(f"{img_dir / (id_ + '.jpg')}: image listed in split {split!r} not found")
+        fields = task_paths(found, id_)
+        return Record(
+            id=id_,
+            source=source,
+            image_path=imgs[id_],
+            tasks=tuple(fields),
+            fields=dict(fields),
+            meta={"class_names": VOC_CLASSES, "part_names": PART_NAMES, "normals_sign": tuple(normals_sign)},
+            format="pascal-context",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=img_dir / f"{id_}.jpg")
-        if rec is not None:
-            records.append(rec)
-    return records
+    ids = read_id_list(splits[split])
+    return guarded_records(ids, make, lambda id_: img_dir / f"{id_}.jpg", skip_bad=skip_bad, report=report)
 
 
 def label_edges(labels: np.ndarray) -> np.ndarray:

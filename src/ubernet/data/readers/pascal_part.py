@@ -35,7 +35,7 @@ from ubernet.data.readers.base import (
     Record,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     read_id_list,
     stems,
     unknown_split,
@@ -157,28 +157,23 @@ def load_pascal_part(
             raise unknown_split(root, split, pascal_part_splits(root), "all, ImageSets/*/*.txt, <root>/*.txt")
         ids = read_id_list(found)
     imgs = stems(img_dir, (".jpg", ".jpeg", ".png"))
-    records: list[Record] = []
-    for id_ in ids:
 
-        def make(id_: str = id_) -> Record:
-            if id_ not in mats:
-                raise DataError(f"{ann_dir / (id_ + '.mat')}: part annotation listed in split {split!r} not found")
-            if id_ not in imgs:
-                raise DataError(f"{img_dir / (id_ + '.jpg')}: image of {id_} not found")
-            return Record(
-                id=id_,
-                source=source,
-                image_path=imgs[id_],
-                tasks=("parts",),
-                fields={"parts_mat": mats[id_]},
-                meta={"part_names": PART_NAMES},
-                format="pascal-part",
-            )
+    def make(id_: str) -> Record:
+        if id_ not in mats:
+            raise DataError(f"{ann_dir / (id_ + '.mat')}: part annotation listed in split {split!r} not found")
+        if id_ not in imgs:
+            raise DataError(f"{img_dir / (id_ + '.jpg')}: image of {id_} not found")
+        return Record(
+            id=id_,
+            source=source,
+            image_path=imgs[id_],
+            tasks=("parts",),
+            fields={"parts_mat": mats[id_]},
+            meta={"part_names": PART_NAMES},
+            format="pascal-part",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=ann_dir / f"{id_}.mat")
-        if rec is not None:
-            records.append(rec)
-    return records
+    return guarded_records(ids, make, lambda id_: ann_dir / f"{id_}.mat", skip_bad=skip_bad, report=report)
 
 
 def read_pascal_part_sample(record: Record) -> Sample:

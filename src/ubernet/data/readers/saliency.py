@@ -30,7 +30,7 @@ from ubernet.data.readers.base import (
     binarise_mask,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     read_id_list,
     stems,
     unknown_split,
@@ -124,27 +124,22 @@ def load_saliency(
     generic = {m.split("/")[-1].lower() for _, m in LAYOUTS} | {"mask", "masks", "gt"}
     named = msk_dir.parent if msk_dir.name.lower() in generic else msk_dir  # sod/masks -> sod
     src = source or (root_p.name if root_p is not None else named.name) or "saliency"
-    records = []
-    for id_ in ids:
 
-        def make(id_: str = id_) -> Record:
-            if id_ not in imgs or id_ not in msks:
-                missing = img_dir / id_ if id_ not in imgs else msk_dir / id_
-                raise DataError(f"{missing}.*: {'image' if id_ not in imgs else 'mask'} of {id_} not found")
-            return Record(
-                id=id_,
-                source=src,
-                image_path=imgs[id_],
-                tasks=("saliency",),
-                fields={"mask": msks[id_]},
-                meta={"threshold": threshold},
-                format="saliency",
-            )
+    def make(id_: str) -> Record:
+        if id_ not in imgs or id_ not in msks:
+            missing = img_dir / id_ if id_ not in imgs else msk_dir / id_
+            raise DataError(f"{missing}.*: {'image' if id_ not in imgs else 'mask'} of {id_} not found")
+        return Record(
+            id=id_,
+            source=src,
+            image_path=imgs[id_],
+            tasks=("saliency",),
+            fields={"mask": msks[id_]},
+            meta={"threshold": threshold},
+            format="saliency",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=msk_dir / id_)
-        if rec is not None:
-            records.append(rec)
-    return records
+    return guarded_records(ids, make, lambda id_: msk_dir / id_, skip_bad=skip_bad, report=report)
 
 
 def read_saliency_sample(record: Record) -> Sample:

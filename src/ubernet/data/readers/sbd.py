@@ -23,7 +23,7 @@ from ubernet.data.readers.base import (
     check_ids,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     read_id_list,
     unknown_split,
 )
@@ -50,28 +50,26 @@ def load_sbd(
     split_file = root / f"{split}.txt"
     if not split_file.is_file():
         raise unknown_split(root, split, (p.stem for p in root.glob("*.txt")), "<root>/*.txt")
-    records: list[Record] = []
-    for id_ in read_id_list(split_file):
-        image, mat = root / "img" / f"{id_}.jpg", root / "cls" / f"{id_}.mat"
 
-        def make(id_: str = id_, image: Path = image, mat: Path = mat) -> Record:
-            for p, what in ((image, "image"), (mat, "cls annotation")):
-                if not p.is_file():
-                    raise DataError(f"{p}: {what} listed in split {split!r} not found")
-            return Record(
-                id=id_,
-                source=source,
-                image_path=image,
-                tasks=("semseg", "semantic_boundaries"),
-                fields={"cls": mat},
-                meta={"class_names": VOC_CLASSES},
-                format="sbd",
-            )
+    def image_of(id_: str) -> Path:
+        return root / "img" / f"{id_}.jpg"
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=image)
-        if rec is not None:
-            records.append(rec)
-    return records
+    def make(id_: str) -> Record:
+        image, mat = image_of(id_), root / "cls" / f"{id_}.mat"
+        for p, what in ((image, "image"), (mat, "cls annotation")):
+            if not p.is_file():
+                raise DataError(f"{p}: {what} listed in split {split!r} not found")
+        return Record(
+            id=id_,
+            source=source,
+            image_path=image,
+            tasks=("semseg", "semantic_boundaries"),
+            fields={"cls": mat},
+            meta={"class_names": VOC_CLASSES},
+            format="sbd",
+        )
+
+    return guarded_records(read_id_list(split_file), make, image_of, skip_bad=skip_bad, report=report)
 
 
 def read_sbd_cls(path: str | Path, num_classes: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -34,10 +34,12 @@ from ubernet.data.readers.base import (
     check_ids,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     known_tasks,
+    load_npy,
     normalise_normals,
     unknown_split,
+    valid_depth,
 )
 from ubernet.data.sample import Sample
 from ubernet.errors import DataError
@@ -103,55 +105,44 @@ def load_synth(
     splits = {"all", *(str(e["split"]) for e in entries if "split" in e)}
     if split not in splits:
         raise unknown_split(root, split, splits, "index.json 'split' values")
-    records: list[Record] = []
-    for e in entries:
-        if split != "all" and str(e.get("split")) != split:
-            continue
-        folder = root / str(e["id"])
 
-        def make(e: dict = e, folder: Path = folder) -> Record:
-            image = folder / "image.png"
-            if not image.is_file():
-                raise DataError(f"{image}: image not found")
-            listed = e.get("tasks", e.get("labelled_tasks", e.get("labelled")))
-            if listed is None:
-                listed = [t for t, fn in TASK_FILES.items() if (folder / fn).is_file()]
-            unknown = [t for t in listed if t not in TASK_FILES]
-            if unknown:
-                raise DataError(
-                    f"{root / 'index.json'}: sample {e['id']} lists unknown tasks {unknown}; "
-                    f"known: {', '.join(TASK_FILES)}"
-                )
-            fields: dict[str, Any] = {}
-            for t in listed:
-                p = folder / TASK_FILES[t]
-                if not p.is_file():
-                    raise DataError(f"{p}: sample {e['id']} is labelled for {t} but the file is missing")
-                fields[t] = p
-            if "detection" in fields:
-                ann = read_voc_xml(fields["detection"], classes)
-                fields.update(boxes=ann.boxes, labels=ann.labels, difficult=ann.difficult, size_hw=ann.size_hw)
-            return Record(
-                id=str(e["id"]),
-                source=str(e.get("source", "synth")),
-                image_path=image,
-                tasks=known_tasks(listed),
-                fields=fields,
-                meta={"class_names": classes},
-                format="synth",
+    def folder_of(e: dict[str, Any]) -> Path:
+        return root / str(e["id"])
+
+    def make(e: dict[str, Any]) -> Record:
+        folder = folder_of(e)
+        image = folder / "image.png"
+        if not image.is_file():
+            raise DataError(f"{image}: image not found")
+        listed = e.get("tasks", e.get("labelled_tasks", e.get("labelled")))
+        if listed is None:
+            listed = [t for t, fn in TASK_FILES.items() if (folder / fn).is_file()]
+        unknown = [t for t in listed if t not in TASK_FILES]
+        if unknown:
+            raise DataError(
+                f"{root / 'index.json'}: sample {e['id']} lists unknown tasks {unknown}; known: {', '.join(TASK_FILES)}"
             )
+        fields: dict[str, Any] = {}
+        for t in listed:
+            p = folder / TASK_FILES[t]
+            if not p.is_file():
+                raise DataError(f"{p}: sample {e['id']} is labelled for {t} but the file is missing")
+            fields[t] = p
+        if "detection" in fields:
+            ann = read_voc_xml(fields["detection"], classes)
+            fields.update(boxes=ann.boxes, labels=ann.labels, difficult=ann.difficult, size_hw=ann.size_hw)
+        return Record(
+            id=str(e["id"]),
+            source=str(e.get("source", "synth")),
+            image_path=image,
+            tasks=known_tasks(listed),
+            fields=fields,
+            meta={"class_names": classes},
+            format="synth",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=folder)
-        if rec is not None:
-            records.append(rec)
-    return records
-
-
-def _npy(p: Path) -> np.ndarray:
-    try:
-        return np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: unreadable .npy ({e})") from None
+    chosen = [e for e in entries if split == "all" or str(e.get("split")) == split]
+    return guarded_records(chosen, make, folder_of, skip_bad=skip_bad, report=report)
 
 
 def read_synth_sample(record: Record) -> Sample:
@@ -173,14 +164,14 @@ def read_synth_sample(record: Record) -> Sample:
             check_ids(lab, n_classes if task == "semseg" else 6, p, task)
             t[task] = lab
         elif task == "normals":
-            n = _npy(p)
+            n = load_npy(p)
             if n.shape != (*hw, 3):
                 raise DataError(f"{p}: normals are {n.shape}, expected {hw[0]}×{hw[1]}×3")
             t[task] = normalise_normals(n)
         elif task == "depth":
-            d = _npy(p).astype(np.float32)
+            d = load_npy(p).astype(np.float32)
             check_size(d, hw, p, "depth")
-            t[task] = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
+            t[task] = valid_depth(d)
         elif task == "semantic_boundaries":
             try:
                 with np.load(p) as z:

@@ -25,7 +25,7 @@ from ubernet.data.readers.base import (
     check_ids,
     check_size,
     finish_sample,
-    guarded,
+    guarded_records,
     read_id_list,
     unknown_split,
 )
@@ -113,48 +113,46 @@ def load_voc(
     seg_set = set(seg_ids)
     det_set = set(det_ids)
     order = det_ids + [i for i in seg_ids if i not in det_set]
-    records: list[Record] = []
-    for id_ in order:
-        image = root / "JPEGImages" / f"{id_}.jpg"
 
-        def make(id_: str = id_, image: Path = image) -> Record:
-            if not image.is_file():
-                raise DataError(f"{image}: image listed in split {split!r} not found")
-            fields: dict = {}
-            labelled: list[str] = []
-            if id_ in det_set:
-                xml = root / "Annotations" / f"{id_}.xml"
-                ann = read_voc_xml(xml, VOC_CLASSES)
-                fields.update(
-                    annotation=xml,
-                    boxes=ann.boxes,
-                    labels=ann.labels,
-                    difficult=ann.difficult,
-                    truncated=ann.truncated,
-                    size_hw=ann.size_hw,
-                )
-                labelled.append("detection")
-            if id_ in seg_set:
-                png = root / "SegmentationClass" / f"{id_}.png"
-                if not png.is_file():
-                    raise DataError(f"{png}: segmentation label listed in split {split!r} not found")
-                fields["semseg"] = png
-                labelled.append("semseg")
-            order_ = ("semseg", "detection")  # canonical PAPER_TASKS order
-            return Record(
-                id=id_,
-                source=source,
-                image_path=image,
-                tasks=tuple(t for t in order_ if t in labelled),
-                fields=fields,
-                meta={"class_names": VOC_CLASSES},
-                format="voc",
+    def image_of(id_: str) -> Path:
+        return root / "JPEGImages" / f"{id_}.jpg"
+
+    def make(id_: str) -> Record:
+        image = image_of(id_)
+        if not image.is_file():
+            raise DataError(f"{image}: image listed in split {split!r} not found")
+        fields: dict = {}
+        labelled: list[str] = []
+        if id_ in det_set:
+            xml = root / "Annotations" / f"{id_}.xml"
+            ann = read_voc_xml(xml, VOC_CLASSES)
+            fields.update(
+                annotation=xml,
+                boxes=ann.boxes,
+                labels=ann.labels,
+                difficult=ann.difficult,
+                truncated=ann.truncated,
+                size_hw=ann.size_hw,
             )
+            labelled.append("detection")
+        if id_ in seg_set:
+            png = root / "SegmentationClass" / f"{id_}.png"
+            if not png.is_file():
+                raise DataError(f"{png}: segmentation label listed in split {split!r} not found")
+            fields["semseg"] = png
+            labelled.append("semseg")
+        order_ = ("semseg", "detection")  # canonical PAPER_TASKS order
+        return Record(
+            id=id_,
+            source=source,
+            image_path=image,
+            tasks=tuple(t for t in order_ if t in labelled),
+            fields=fields,
+            meta={"class_names": VOC_CLASSES},
+            format="voc",
+        )
 
-        rec = guarded(make, skip_bad=skip_bad, report=report, path=image)
-        if rec is not None:
-            records.append(rec)
-    return records
+    return guarded_records(order, make, image_of, skip_bad=skip_bad, report=report)
 
 
 def read_voc_sample(record: Record) -> Sample:

@@ -91,6 +91,7 @@ _NATURAL = Palette(hue=(0.0, 1.0), sat=(0.15, 0.7), val=(0.25, 0.9))
 _INDOOR = Palette(hue=(0.02, 0.16), sat=(0.05, 0.45), val=(0.35, 0.92))
 _MUTED = Palette(hue=(0.0, 1.0), sat=(0.05, 0.35), val=(0.3, 0.8))
 _VIVID = Palette(hue=(0.0, 1.0), sat=(0.5, 1.0), val=(0.5, 1.0))
+_BRIGHT = Palette(hue=(0.0, 1.0), sat=(0.2, 0.95), val=(0.3, 1.0))
 
 BSDS = Style(
     name="bsds-like",
@@ -152,7 +153,7 @@ VOC = Style(
     n_regions=(1, 4),
     tilt_deg=(0, 60),
     bg_palette=_NATURAL,
-    obj_palette=Palette(sat=(0.2, 0.95), val=(0.3, 1.0)),
+    obj_palette=_BRIGHT,
 )
 PARTS = Style(
     name="parts-like",
@@ -163,7 +164,7 @@ PARTS = Style(
     n_regions=(1, 3),
     tilt_deg=(0, 45),
     bg_palette=_NATURAL,
-    obj_palette=Palette(sat=(0.2, 0.95), val=(0.3, 1.0)),
+    obj_palette=_BRIGHT,
 )
 SBD = Style(
     name="sbd-like",
