@@ -84,7 +84,7 @@ def test_balanced_bce_by_hand() -> None:
     # 1 positive, 3 negatives: w+ = 3/4, w- = 1/4; logits 0 -> every BCE term is log 2.
     logits = torch.zeros(1, 1, 2, 2)
     target = torch.tensor([[[[1.0, 0], [0, 0]]]])
-    loss = balanced_bce(logits, target, torch.ones_like(target, dtype=torch.bool))
+    loss = balanced_bce(logits, target)
     expected = (0.75 * math.log(2) + 3 * 0.25 * math.log(2)) / 4
     assert loss.item() == pytest.approx(expected)
 

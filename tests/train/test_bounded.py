@@ -16,6 +16,16 @@ from ubernet.train.bounded import bounded_backward, pcgrad, summed_backward
 H, W = 16, 20
 
 
+@pytest.fixture(autouse=True, params=["recompute_deepest", "keep_deepest"])
+def deepest_segment(request, monkeypatch) -> str:
+    """Every test runs twice: the branch point recomputing its deepest checkpoint segment, and keeping that
+    segment's graph from the forward (``keep_deepest="auto"`` with the size threshold below / above anything)."""
+    import ubernet.models.branch_point as bp
+
+    monkeypatch.setattr(bp, "KEEP_DEEPEST_MAX_BYTES", 2**62 if request.param == "keep_deepest" else -1)
+    return request.param
+
+
 def make_model(trunk, scales, checkpoint_segments=0, stem_tap=0):
     tasks = {
         "boundaries": build_task("boundaries", loss="mil"),
@@ -78,7 +88,47 @@ def test_bounded_equals_summed(tiny_trunk, tasks, scales, segments, stem) -> Non
     assert all(k in g1 for k, _ in model.trunk.named_parameters(prefix="trunk"))
     assert all(k in g1 for k, _ in model.named_parameters() if k.startswith(("stem.", "tap_norms.")))
     for k in g1:
-        torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=1e-7, msg=k)
+        torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=_atol(g1[k]), msg=k)
+
+
+def _atol(g: torch.Tensor) -> float:
+    """fp32 summation-order noise: a few ulps of the tensor's largest entry (an entry that is a small sum of
+    large cancelling terms differs by that much between the two accumulation orders). Exactness is pinned in
+    float64 by :func:`test_bounded_equals_summed_float64`."""
+    return 1e-7 + 1e-6 * float(g.abs().max())
+
+
+def grads_of_float64(model, fn, samples):
+    """:func:`grads_of` with the model and the images in float64 (the losses run in fp32 in both modes, on
+    identical inputs, so their gradient maps are identical: what remains is float64 summation order)."""
+    model.double().zero_grad(set_to_none=True)
+    images = torch.stack([torch.from_numpy(s.image).permute(2, 0, 1).double() for s in samples])
+    batches = []
+    for name, task in model.tasks.items():
+        idx = [i for i, s in enumerate(samples) if s.has(name)]
+        if idx:
+            batches.append((name, idx, task.collate([samples[i] for i in idx], (H, W))))
+    losses = fn(model, images, [s.size for s in samples], batches)
+    return losses, {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("segments", [0, 2])
+@pytest.mark.parametrize("per_scale", [True, False, "auto"])
+def test_bounded_equals_summed_float64(tiny_trunk, segments, per_scale) -> None:
+    """Every gradient of the bounded backward equals the summed one to 1e-12 of its largest entry (float64)."""
+    torch.manual_seed(0)
+    tasks = ["boundaries", "normals", "saliency", "semseg"]
+    built = {"boundaries": build_task("boundaries"),  # the class-balanced BCE (make_model's: MIL)
+             "normals": build_task("normals"), "saliency": build_task("saliency", loss_weight=2.0),
+             "semseg": build_task("semseg", num_classes=4)}
+    model = UberNet(trunk=tiny_trunk, tasks=built, scales=(1.0, 0.5), checkpoint_segments=segments)
+    samples = make_batch(np.random.default_rng(1), tasks)
+    torch.manual_seed(1)
+    l1, g1 = grads_of_float64(model, summed_backward, samples)
+    torch.manual_seed(1)
+    l2, g2 = grads_of_float64(model, lambda *a: bounded_backward(*a, per_scale=per_scale), samples)
+    assert l1 == l2
+    _compare(g1, g2, tasks, float64=True)
 
 
 def test_pcgrad_projects_conflicts_by_hand() -> None:
@@ -146,11 +196,14 @@ def log_weigher(model):
     return weigh
 
 
-def _compare(g1, g2, tasks):
+def _compare(g1, g2, tasks, *, float64: bool = False):
     assert set(g1) == set(g2)
     assert all(any(k.startswith(f"heads.{t}.") for k in g1) for t in tasks)
     for k in g1:
-        torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=1e-7, msg=k)
+        if float64:
+            torch.testing.assert_close(g2[k], g1[k], rtol=0, atol=1e-12 * float(g1[k].abs().max()), msg=k)
+        else:
+            torch.testing.assert_close(g2[k], g1[k], rtol=1e-5, atol=_atol(g1[k]), msg=k)
 
 
 @pytest.mark.parametrize("scales", [(1.0, 0.5, 0.25), (1.0, 0.5)])
@@ -163,7 +216,8 @@ def test_per_scale_backward_equals_summed(tiny_trunk, scales, side_weight, weigh
     torch.manual_seed(0)
     tasks = {"boundaries": build_task("boundaries", loss="mil", scale_loss_weight=side_weight),
              "saliency": build_task("saliency", loss_weight=2.0, scale_loss_weight=side_weight),
-             "semseg": build_task("semseg", num_classes=4, scale_loss_weight=side_weight)}
+             "semseg": build_task("semseg", num_classes=4, scale_loss_weight=side_weight),
+             "normals": build_task("normals", scale_loss_weight=side_weight)}
     model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=scales, checkpoint_segments=segments)
     weigh = weigher(model) if weigher else None
     samples = make_batch(np.random.default_rng(3), list(tasks))
@@ -171,8 +225,10 @@ def test_per_scale_backward_equals_summed(tiny_trunk, scales, side_weight, weigh
     def run(fn):
         return lambda m, *a: fn(m, *a, weigh)
 
+    # MIL and semseg (stride 4) take the autograd route inside the per-scale pass, saliency and normals the
+    # lean-loss one (statistics kept from pass 1, gradients written in place)
     l1, g1 = grads_of(model, run(summed_backward), samples)
-    l2, g2 = grads_of(model, run(bounded_backward), samples)
+    l2, g2 = grads_of(model, run(lambda *a: bounded_backward(*a, per_scale=True)), samples)
     l3, g3 = grads_of(model, run(lambda *a: bounded_backward(*a, per_scale=False)), samples)
     assert l1 == l2 == l3
     assert set(l1["semseg"]) == ({"semseg", "semseg_scales"} if side_weight else {"semseg"})
@@ -181,6 +237,40 @@ def test_per_scale_backward_equals_summed(tiny_trunk, scales, side_weight, weigh
     assert any(k.endswith("scale_fuse.weight") for k in g2)
     if weigher is uncertainty_weigher:
         assert all(f"weighting.log_vars.{t}" in g2 for t in tasks)
+
+
+def test_per_scale_auto_picks_by_output_size(tiny_trunk, monkeypatch) -> None:
+    """``per_scale="auto"`` runs a branch scale by scale exactly when one output at the loss's resolution is at
+    least PER_SCALE_MIN_BYTES (B × C × H × W × 4 bytes), whole otherwise; both equal the summed backward."""
+    from ubernet.train import per_scale as ps
+
+    torch.manual_seed(0)
+    tasks = {"saliency": build_task("saliency"), "semseg": build_task("semseg", num_classes=4),
+             "boundaries": build_task("boundaries")}
+    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+    samples = make_batch(np.random.default_rng(6), list(tasks))
+    # B = 2, H × W = 16 × 20: saliency and boundaries 1 channel -> 2560 bytes, semseg 4 channels (its loss runs
+    # on the upsampled logits) -> 10240 bytes
+    target = torch.zeros(2, 1, H, W)
+    assert ps.loss_map_bytes(model, "saliency", target) == 2560
+    assert ps.loss_map_bytes(model, "semseg", target) == 10240
+    calls: list[str] = []
+    real = ps.dense_backward_per_scale
+
+    def spy(m, name, *a):
+        calls.append(name)
+        return real(m, name, *a)
+
+    monkeypatch.setattr("ubernet.train.bounded.dense_backward_per_scale", spy)
+    _, g1 = grads_of(model, summed_backward, samples)
+    for threshold, expected in ((10240, ["semseg"]), (10241, []), (2560, ["saliency", "semseg", "boundaries"])):
+        monkeypatch.setattr(ps, "PER_SCALE_MIN_BYTES", threshold)
+        calls.clear()
+        _, g2 = grads_of(model, bounded_backward, samples)  # the default is "auto"
+        assert sorted(calls) == sorted(expected), threshold
+        _compare(g1, g2, list(tasks))
+    with pytest.raises(ValueError, match="per_scale"):
+        grads_of(model, lambda *a: bounded_backward(*a, per_scale="always"), samples)
 
 
 @pytest.mark.parametrize("segments", [1, 2, 3])
@@ -244,6 +334,38 @@ def test_branch_point_with_detection(tiny_trunk) -> None:
         assert all(k in g2 for k, _ in model.trunk.named_parameters(prefix="trunk"))
 
 
+def test_leaves_released_after_their_last_reader(tiny_trunk, monkeypatch) -> None:
+    """Before detection (last, one tap of the finest scale) runs, every other normalised tap is freed; with
+    detection labelled on part of the batch the released leaves pass through the subset; gradients unchanged."""
+    from ubernet.data.sample import Sample as S
+    from ubernet.train import bounded as bd
+
+    opts = {"num_classes": 2, "class_names": ["cat", "dog"], "anchor_sizes": (8, 16), "representation_size": 32,
+            "rpn_batch_size_per_image": 32, "roi_batch_size_per_image": 16}
+    torch.manual_seed(0)
+    tasks = {"detection": build_task("detection", **opts), "saliency": build_task("saliency")}
+    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(2):
+        targets = {"saliency": (rng.random((H, W)) < 0.4).astype(np.uint8)}
+        if i == 0:
+            targets.update(boxes=np.array([[2, 2, 12, 10]], np.float32), labels=np.array([1]),
+                           difficult=np.array([False]))
+        samples.append(S(image=rng.integers(0, 255, (H, W, 3), dtype=np.uint8), id=str(i), targets=targets))
+    released: list[tuple[int, ...]] = []
+    real = bd._release
+    monkeypatch.setattr(bd, "_release", lambda leaf: (released.append(tuple(leaf.shape)), real(leaf)))
+    torch.manual_seed(3)
+    l1, g1 = grads_of(model, summed_backward, samples)
+    torch.manual_seed(3)
+    l2, g2 = grads_of(model, bounded_backward, samples)
+    assert l1 == l2
+    _compare(g1, g2, list(tasks))
+    n_taps = len(model.heads["saliency"].tap_index)
+    assert len(released) == 2 * n_taps - 1  # all but the detection tap, freed after saliency
+
+
 def test_pcgrad_through_branch_point(tiny_trunk) -> None:
     torch.manual_seed(0)
     model = make_model(tiny_trunk, (1.0, 0.5))
@@ -253,6 +375,26 @@ def test_pcgrad_through_branch_point(tiny_trunk) -> None:
     model.checkpoint_segments = 2
     _, g2 = grads_of(model, pc, samples)
     _compare(g1, g2, ["boundaries", "normals", "saliency"])
+
+
+def test_keep_deepest_auto_rule(tiny_trunk, deepest_segment) -> None:
+    """``keep_deepest="auto"`` keeps the deepest segment's graph exactly when its estimated activations (the
+    trunk's probe costs of its layers × pyramid pixels / probe pixels) are at most KEEP_DEEPEST_MAX_BYTES."""
+    import ubernet.models.branch_point as bp
+    from ubernet.models.trunks.segments import PROBE_SIZE
+
+    model = make_model(tiny_trunk, (1.0, 0.5), checkpoint_segments=2)
+    images = torch.rand(2, 3, H, W) * 255
+    point = bp.BranchPoint(model, images, 2)
+    plan = tiny_trunk.checkpoint_plan(2, images)
+    saved, _ = tiny_trunk.layer_costs(images)
+    pixels = 2 * (H * W + (H // 2) * (W // 2))
+    expected = int(sum(saved[plan[-1][0]:plan[-1][1]]) * pixels / PROBE_SIZE**2)
+    assert expected > 0 and point.deepest_bytes(plan, model.pyramid(images)) == expected
+    assert point.keeps_deepest == (deepest_segment == "keep_deepest")
+    assert bp.BranchPoint(model, images, 2, keep_deepest=False).keeps_deepest is False
+    with pytest.raises(ValueError, match="keep_deepest"):
+        bp.BranchPoint(model, images, 2, keep_deepest="yes")
 
 
 def test_split_by_memory_cuts_after_cheap_layers() -> None:

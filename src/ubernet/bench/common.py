@@ -351,7 +351,9 @@ def machine_info() -> dict[str, Any]:
 MEASURED_CODE = ("models/heads.py", "models/ubernet.py", "train/bounded.py", "tasks/dense.py",
                  "models/trunks/base.py", "models/trunks/vgg.py", "detection/rpn.py", "detection/roi_heads.py",
                  "ops/torch_nms.py", "ops/lowp.py", "evaluation.py", "models/branch_point.py",
-                 "models/trunks/segments.py", "train/per_scale.py", "train/tap_grads.py")
+                 "models/trunks/segments.py", "train/per_scale.py", "train/tap_grads.py", "tasks/losses.py",
+                 "tasks/semantic_boundaries.py", "tasks/boundaries.py", "tasks/saliency.py", "tasks/normals.py",
+                 "tasks/detection.py")
 
 
 def code_digest() -> str:

@@ -13,17 +13,41 @@ normalisation with the batch statistics it used, and back-propagates the leaves'
 coming from the next segment through it; each leaf, leaf gradient and anchor is freed as soon as it has been
 used. Gradients are those of the plain forward (equal up to float summation order), and BatchNorm running
 statistics move once per step, as in the plain forward (the recomputation leaves them as it found them).
+
+The deepest segment is the exception when its activations are small (``keep_deepest="auto"``: at most
+:data:`KEEP_DEEPEST_MAX_BYTES` over the pyramid, estimated from the trunk's per-layer costs): it runs once with
+its graph, which is kept until :meth:`backward`. Recomputing it would cost a second forward of the trunk's
+most expensive layers (VGG-16's conv5_2–fc7, dilated, 1024-wide fc6/fc7) to save a few tens of MiB at 321²
+(VGG-16: 37 MiB, kept); at the paper's 621² (≈ 140 MiB) it is recomputed.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: ``keep_deepest="auto"`` keeps the deepest segment's graph from the forward (no recomputation) when the
+#: activations it saves, over every pyramid scale, are estimated at no more than this
+KEEP_DEEPEST_MAX_BYTES = 64 * 2**20
+
+
+@dataclass
+class _Segment:
+    """One checkpoint segment of one scale: layers ``[start, end)``, its input, and either the random state to
+    recompute it under or, for a segment kept with its graph, its raw taps ``(tap index, tensor)``; ``anchor``
+    then is the leaf the graph starts from."""
+
+    start: int
+    end: int
+    anchor: Tensor
+    rng: tuple[Tensor, Tensor | None] | None = None
+    kept: list[tuple[int, Tensor]] | None = None
 
 
 def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
@@ -70,32 +94,45 @@ class BranchPoint:
             ``tap_norms``).
         images: ``Tensor[B, 3, H, W]`` RGB in [0, 255] (no gradient w.r.t. the images is computed).
         segments: at most this many checkpoint segments per pyramid scale (>= 1).
+        keep_deepest: keep the deepest segment's graph instead of recomputing it: ``True``, ``False`` or
+            ``"auto"`` (when its activations are estimated at most :data:`KEEP_DEEPEST_MAX_BYTES`).
 
     Attributes:
         feats: ``feats[scale][tap]``, the normalised taps ``Tensor[B, C_tap, h, w]`` as leaves requiring grad;
             branches add their gradients into ``.grad``. Emptied by :meth:`backward`.
     """
 
-    def __init__(self, model: nn.Module, images: Tensor, segments: int) -> None:
+    def __init__(self, model: nn.Module, images: Tensor, segments: int, *,
+                 keep_deepest: bool | str = "auto") -> None:
+        if keep_deepest not in (True, False, "auto"):
+            raise ValueError(f"keep_deepest must be True, False or 'auto', got {keep_deepest!r}")
         self.model = model
         trunk = model.trunk
         layers = trunk.layers()
+        self._layers = layers
         self._modules = [m for m, _ in layers] + ([model.stem] if model.stem is not None else [])
         self._stem_offset = 1 if model.stem is not None else 0
+        self._needs_grad = [any(p.requires_grad for p in m.parameters()) for m, _ in layers]
         self.feats: list[list[Tensor]] = []
-        # per scale: the pyramid level, then per segment (bounds, anchor, random state)
-        self._scales: list[tuple[Tensor, list[tuple[tuple[int, int], Tensor, tuple[Tensor, Tensor | None]]]]] = []
+        # per scale: the pyramid level, then its segments
+        self._scales: list[tuple[Tensor, list[_Segment]]] = []
         with torch.no_grad():
             pyramid = model.pyramid(images)
             plan = trunk.checkpoint_plan(segments, pyramid[0])
+            if keep_deepest == "auto":
+                keep_deepest = self.deepest_bytes(plan, pyramid) <= KEEP_DEEPEST_MAX_BYTES
+            self.keeps_deepest = bool(keep_deepest)
             for x in pyramid:
                 taps: list[Tensor] = []
                 if model.stem is not None:
                     taps.append(self._leaf(0, model.stem(x)))
                 segs = []
                 h = x
-                for start, end in plan:
-                    segs.append(((start, end), h, _rng_state(h.device)))
+                for j, (start, end) in enumerate(plan):
+                    if keep_deepest and j == len(plan) - 1:
+                        segs.append(self._run_kept(start, end, h, taps))
+                        continue
+                    segs.append(_Segment(start, end, h, rng=_rng_state(h.device)))
                     for module, name in layers[start:end]:
                         h = module(h)
                         if name is not None:
@@ -104,15 +141,58 @@ class BranchPoint:
                 self._scales.append((x, segs))
         # Leaves are detached from the norm outputs made under no_grad: running statistics moved once, here.
 
+    def deepest_bytes(self, plan: list[tuple[int, int]], pyramid: list[Tensor]) -> int:
+        """Estimated bytes the deepest segment of ``plan`` saves for its backward over all pyramid levels
+        (``Tensor[B, 3, h, w]`` each): the trunk's per-layer costs on its probe, scaled by the pixels."""
+        from ubernet.models.trunks.segments import PROBE_SIZE
+
+        saved, _ = self.model.trunk.layer_costs(pyramid[0])
+        start, end = plan[-1]
+        pixels = sum(int(x.shape[0]) * int(x.shape[-2]) * int(x.shape[-1]) for x in pyramid)
+        return int(sum(saved[start:end]) * pixels / PROBE_SIZE**2)
+
+    def _run_kept(self, start: int, end: int, x: Tensor, taps: list[Tensor]) -> _Segment:
+        """Run layers ``[start, end)`` on ``x`` with their graph, appending the leaves of their taps to ``taps``."""
+        anchor = x.detach().requires_grad_(start > 0 and any(self._needs_grad[:start]))
+        kept: list[tuple[int, Tensor]] = []
+        h = anchor
+        for module, name in self._layers[start:end]:
+            with torch.enable_grad():
+                h = module(h)
+            if name is not None:
+                kept.append((len(taps), h))
+                taps.append(self._leaf(len(taps), h))
+        return _Segment(start, end, anchor, kept=kept)
+
     def _leaf(self, k: int, raw: Tensor) -> Tensor:
         return self.model.tap_norms[k](raw).detach().requires_grad_(True)
 
     def _tap_indices(self, start: int, end: int) -> list[int]:
         """Indices (into ``feats[scale]``) of the taps produced by trunk layers ``[start, end)``."""
-        layers = self.model.trunk.layers()
-        before = sum(name is not None for _, name in layers[:start])
-        inside = sum(name is not None for _, name in layers[start:end])
+        before = sum(name is not None for _, name in self._layers[:start])
+        inside = sum(name is not None for _, name in self._layers[start:end])
         return [self._stem_offset + before + i for i in range(inside)]
+
+    def _kept_backward(self, seg: _Segment, grads: list[Tensor | None], g_out: Tensor | None) -> None:
+        """Back-propagate a kept segment's tap gradients (through the tap norms) and ``g_out`` (w.r.t. its
+        output, the last raw tap's tensor when the segment ends with a tap) through its graph."""
+        assert seg.kept is not None
+        roots: list[Tensor] = []
+        root_grads: list[Tensor] = []
+        for k, raw in seg.kept:
+            g, grads[k] = grads[k], None
+            if g is None:
+                continue
+            g_raw = _norm_backward(self.model.tap_norms[k], raw, g)
+            del g
+            if g_raw is not None:
+                roots.append(raw)
+                root_grads.append(g_raw)
+        if g_out is not None:
+            raise RuntimeError("a kept segment is the deepest: nothing after it sends a gradient")
+        seg.kept = None
+        if roots:
+            torch.autograd.backward(roots, root_grads)
 
     def _segment_backward(self, layers: list[tuple[nn.Module, str | None]], tap_ks: list[int],
                           grads: list[Tensor | None], inp: Tensor, rng: tuple[Tensor, Tensor | None],
@@ -165,25 +245,27 @@ class BranchPoint:
             for leaf in scale:
                 leaf.grad = None
         self.feats = []
-        model, trunk = self.model, self.model.trunk
-        layers = trunk.layers()
+        model, layers = self.model, self._layers
         restore = _batch_norm_stats(self._modules)
-        needs_grad = [any(p.requires_grad for p in m.parameters()) for m, _ in layers]
         try:
             for s in reversed(range(len(self._scales))):
                 x, segs = self._scales[s]
                 self._scales[s] = (x, [])
                 g_next: Tensor | None = None  # gradient w.r.t. the output of the segment being processed
                 while segs:
-                    (start, end), anchor, rng = segs.pop()  # drops the anchor once it is recomputed
+                    seg = segs.pop()  # drops the anchor once it is recomputed
                     # the anchor needs a gradient only if a trainable layer lies before it
-                    want_input = start > 0 and any(needs_grad[:start])
-                    inp = anchor.detach().requires_grad_(want_input)
-                    del anchor
+                    want_input = seg.start > 0 and any(self._needs_grad[:seg.start])
                     g_out, g_next = g_next, None
-                    self._segment_backward(layers[start:end], self._tap_indices(start, end), grads[s], inp, rng,
-                                           g_out)
-                    del g_out
+                    if seg.kept is not None:
+                        inp = seg.anchor
+                        self._kept_backward(seg, grads[s], g_out)
+                    else:
+                        assert seg.rng is not None
+                        inp = seg.anchor.detach().requires_grad_(want_input)
+                        self._segment_backward(layers[seg.start:seg.end], self._tap_indices(seg.start, seg.end),
+                                               grads[s], inp, seg.rng, g_out)
+                    del seg, g_out
                     g_next = inp.grad if want_input else None
                     del inp
                 if model.stem is not None and grads[s][0] is not None:

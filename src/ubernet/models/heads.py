@@ -10,7 +10,7 @@ second 1×1 map (scale fusion S^t). Losses are applied to every scale's output a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -103,15 +103,26 @@ class DenseHead(nn.Module):
         else:
             self.scale_fuse = None
 
+    def tap_reads(self, num_scales: int) -> list[tuple[int, int]]:
+        """The ``(scale, tap)`` features :meth:`forward` reads: its taps, at every scale."""
+        return [(s, i) for s in range(num_scales) for i in self.tap_index]
+
     @staticmethod
-    def _fuse(conv: nn.Conv2d, maps: list[torch.Tensor]) -> torch.Tensor:
+    def _fuse(conv: nn.Conv2d, maps: Iterable[torch.Tensor]) -> torch.Tensor:
         """Apply a channel-wise fusion ``conv`` (grouped 1×1, weight ``[C, n, 1, 1]``) to ``n`` maps of ``C``
-        channels, as an in-place weighted sum (no stacked copy, one output buffer)."""
+        channels, as an in-place weighted sum (no stacked copy, one output buffer). ``maps`` may be a generator:
+        each map is dropped before the next is asked for (the per-scale backward folds scale outputs one by one)."""
         w = conv.weight[:, :, 0, 0]  # [C, n]
-        out = torch.addcmul(conv.bias.view(1, -1, 1, 1).to(maps[0].dtype),  # type: ignore[union-attr]
-                            maps[0], w[:, 0].view(1, -1, 1, 1).to(maps[0].dtype))
-        for i in range(1, len(maps)):
-            out.addcmul_(maps[i], w[:, i].view(1, -1, 1, 1).to(maps[i].dtype))
+        out: torch.Tensor | None = None
+        for i, m in enumerate(maps):
+            wi = w[:, i].view(1, -1, 1, 1).to(m.dtype)
+            if out is None:
+                out = torch.addcmul(conv.bias.view(1, -1, 1, 1).to(m.dtype), m, wi)  # type: ignore[union-attr]
+            else:
+                out.addcmul_(m, wi)
+            del m
+        if out is None:
+            raise ValueError("nothing to fuse")
         return out
 
     def forward_scale(self, taps: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:

@@ -24,7 +24,8 @@ from PIL import Image
 from ubernet.data.sample import IGNORE, Sample
 from ubernet.errors import ConfigError
 from ubernet.tasks.base import register_task
-from ubernet.tasks.dense import DenseTask, balanced_bce
+from ubernet.tasks.dense import DenseTask
+from ubernet.tasks.losses import BalancedBCE, LeanLoss, lean_loss
 from ubernet.viz import gray_to_rgb
 
 
@@ -52,10 +53,14 @@ class Boundaries(DenseTask):
         return torch.from_numpy(np.ascontiguousarray(sample.targets["boundaries"])).float()[None]
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        valid = target != IGNORE
-        if self.loss_kind == "bce":
-            return balanced_bce(logits, target, valid)
-        return mil_loss(logits, target, valid, radius=self.mil_radius)
+        lean = self.lean_pixel_loss()
+        if lean is not None:
+            return lean_loss(lean, logits, target)
+        return mil_loss(logits, target, target != IGNORE, radius=self.mil_radius)
+
+    def lean_pixel_loss(self) -> LeanLoss | None:
+        """HED's class-balanced BCE (``loss="bce"``) is memory-lean; MIL is a plain autograd loss."""
+        return BalancedBCE(IGNORE) if self.loss_kind == "bce" else None
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)[:, 0]

@@ -20,6 +20,7 @@ from ubernet.errors import ConfigError
 from ubernet.models.heads import DenseHead, DenseOutput
 from ubernet.models.trunks.base import TapSpec
 from ubernet.tasks.base import Task
+from ubernet.tasks.losses import BalancedBCE, LeanLoss, MaskedCrossEntropy, lean_loss
 
 
 class DenseTask(Task):
@@ -77,6 +78,12 @@ class DenseTask(Task):
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-image losses ``Tensor[B]`` for logits ``[B, C, H, W]`` at the target's resolution."""
 
+    def lean_pixel_loss(self) -> LeanLoss | None:
+        """The :class:`~ubernet.tasks.losses.LeanLoss` that :meth:`pixel_loss` applies, if any (None: a plain
+        autograd loss). The per-scale backward then keeps its statistics and writes its closed-form gradient in
+        place (:mod:`ubernet.train.per_scale`); a task returning one must compute exactly that loss."""
+        return None
+
     def upsample(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits at stride ``s`` (``h×w``) bilinearly upsampled to the ``s·h × s·w`` grid they cover."""
         if self.out_stride == 1:
@@ -112,30 +119,21 @@ class DenseTask(Task):
         return pred.detach().cpu().numpy()
 
 
-def balanced_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """HED's class-balanced binary cross-entropy, per image.
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, ignore: float = 255) -> torch.Tensor:
+    """HED's class-balanced binary cross-entropy, per image (:class:`ubernet.tasks.losses.BalancedBCE`).
 
-    Positives are weighted by the fraction of negatives and negatives by the fraction of positives (counted
-    per image over valid pixels), then the weighted sum is divided by the number of valid pixels.
+    Positives (target > 0.5) are weighted by the fraction of negatives and negatives by the fraction of positives
+    (counted per image over valid pixels, all channels pooled), then the weighted sum is divided by the number of
+    valid pixels. Memory-lean: nothing output-sized is kept for the backward but the logits themselves.
 
     Args:
         logits: ``[B, C, H, W]`` raw scores.
-        target: ``[B, C, H, W]`` in {0, 1} (values at invalid pixels are ignored).
-        valid: ``[B, C, H, W]`` bool, pixels that count.
+        target: ``[B, C, H, W]`` in {0, 1}, ``ignore`` at pixels that do not count.
 
     Returns:
         ``Tensor[B]`` per-image losses (0 for an image without valid pixels).
     """
-    validf = valid.float()
-    pos = (target > 0.5).float() * validf
-    neg = validf - pos
-    dims = tuple(range(1, logits.dim()))
-    n_pos = pos.sum(dims, keepdim=True)
-    n_neg = neg.sum(dims, keepdim=True)
-    n = (n_pos + n_neg).clamp(min=1)
-    weight = pos * (n_neg / n) + neg * (n_pos / n)
-    per_pixel = F.binary_cross_entropy_with_logits(logits, pos, reduction="none")
-    return (weight * per_pixel).sum(dims) / n.flatten()
+    return lean_loss(BalancedBCE(ignore), logits, target)
 
 
 class LabelTask(DenseTask):
@@ -165,10 +163,11 @@ class LabelTask(DenseTask):
         return t[None]
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        t = target[:, 0]
-        ce = F.cross_entropy(logits, t, ignore_index=255, reduction="none")
-        valid = (t != 255).float()
-        return (ce * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
+        """Softmax cross-entropy averaged over the pixels not labelled 255 (memory-lean, closed-form backward)."""
+        return lean_loss(self.lean_pixel_loss(), logits, target)
+
+    def lean_pixel_loss(self) -> LeanLoss:
+        return MaskedCrossEntropy(255)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8)

@@ -44,6 +44,10 @@ class DetectionBranch(nn.Module):
         self.head = head
         self.tap_index = tap_index
 
+    def tap_reads(self, num_scales: int) -> list[tuple[int, int]]:
+        """The ``(scale, tap)`` features :meth:`forward` reads: one tap of the finest scale."""
+        return [(0, self.tap_index)]
+
     def forward(self, feats: Sequence[Sequence[torch.Tensor]], *, image_hw: tuple[int, int],
                 image_sizes: Sequence[tuple[int, int]], targets: Any = None) -> DetectionOutput:
         x = feats[0][self.tap_index]

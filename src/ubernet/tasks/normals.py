@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ubernet.data.sample import Sample
 from ubernet.tasks.base import register_task
 from ubernet.tasks.dense import DenseTask
+from ubernet.tasks.losses import LeanLoss, NormalsL1, lean_loss
 from ubernet.viz import normals_to_rgb
 
 
@@ -34,11 +35,11 @@ class Normals(DenseTask):
         return torch.from_numpy(np.ascontiguousarray(sample.targets["normals"], dtype=np.float32)).permute(2, 0, 1)
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        valid = (target != 0).any(1)  # [B, H, W]
-        pred = F.normalize(logits, dim=1, eps=1e-6)
-        l1 = (pred - target).abs().sum(1)
-        n = valid.float().sum((1, 2))
-        return (l1 * valid).sum((1, 2)) / n.clamp(min=1)
+        """L1 between normalised prediction and target over valid pixels (memory-lean: :class:`NormalsL1`)."""
+        return lean_loss(self.lean_pixel_loss(), logits, target)
+
+    def lean_pixel_loss(self) -> LeanLoss:
+        return NormalsL1(1e-6)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return F.normalize(logits, dim=1, eps=1e-6)

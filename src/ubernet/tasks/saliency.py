@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ubernet.data.sample import IGNORE, Sample
 from ubernet.tasks.base import register_task
 from ubernet.tasks.dense import DenseTask
+from ubernet.tasks.losses import LeanLoss, MaskedBCE, lean_loss
 from ubernet.viz import gray_to_rgb
 
 
@@ -30,9 +30,11 @@ class Saliency(DenseTask):
         return torch.from_numpy(np.ascontiguousarray(sample.targets["saliency"])).float()[None]
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        valid = (target != IGNORE).float()
-        ce = F.binary_cross_entropy_with_logits(logits, (target == 1).float(), reduction="none")
-        return (ce * valid).sum((1, 2, 3)) / valid.sum((1, 2, 3)).clamp(min=1)
+        """BCE averaged over valid pixels (memory-lean, closed-form backward: :class:`MaskedBCE`)."""
+        return lean_loss(self.lean_pixel_loss(), logits, target)
+
+    def lean_pixel_loss(self) -> LeanLoss:
+        return MaskedBCE(IGNORE)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)[:, 0]

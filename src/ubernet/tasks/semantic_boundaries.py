@@ -15,7 +15,8 @@ import torch
 from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError
 from ubernet.tasks.base import register_task
-from ubernet.tasks.dense import DenseTask, balanced_bce
+from ubernet.tasks.dense import DenseTask
+from ubernet.tasks.losses import BalancedBCE, LeanLoss, lean_loss
 from ubernet.viz import multilabel_to_rgb
 
 
@@ -47,7 +48,11 @@ class SemanticBoundaries(DenseTask):
         return torch.from_numpy(np.ascontiguousarray(t)).float()
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return balanced_bce(logits, target, target != 255)
+        return lean_loss(self.lean_pixel_loss(), logits, target)
+
+    def lean_pixel_loss(self) -> LeanLoss:
+        """Multi-label class-balanced BCE, 255 ignored (:class:`~ubernet.tasks.losses.BalancedBCE`)."""
+        return BalancedBCE(255)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)

@@ -8,14 +8,19 @@ of tasks T. *Bounded* runs the trunk once, detaches the tap tensors, and then, t
 branch from the detached taps, back-propagates its loss — which *adds* its gradient into the taps' ``.grad``
 buffers — and frees the branch before the next task starts. A single trunk backward from the accumulated tap
 gradients finishes the step. Peak memory is the trunk's plus *one* branch's, whatever T. Gradients are
-identical up to float summation order. Three things keep that peak low:
+identical up to float summation order. What keeps that peak low:
 
 * with ``checkpoint_segments > 0`` the trunk runs without a graph through a
   :class:`~ubernet.models.branch_point.BranchPoint` that keeps only checkpoint anchors (cut by activation
   memory) and the normalised taps, and recomputes segment by segment in the trunk backward;
 * a branch's 1×1 skip convolutions add their tap gradients into the ``.grad`` buffers in place
   (:mod:`ubernet.train.tap_grads`), with no tap-sized temporaries;
-* a multi-scale dense branch is back-propagated one pyramid scale at a time (:mod:`ubernet.train.per_scale`).
+* a multi-scale dense branch with large outputs is back-propagated one pyramid scale at a time
+  (:mod:`ubernet.train.per_scale`; by default only where an output is ≥ 16 MiB);
+* the dense losses are memory-lean (:mod:`ubernet.tasks.losses`): closed-form backward, nothing output-sized
+  saved but the logits;
+* with the branch point, a normalised tap is freed after the last branch that reads it (detection, which runs
+  last and reads one tap, runs without the others).
 
 Optionally the per-task gradients at the branching point can be combined by PCGrad (Yu et al., NeurIPS 2020)
 instead of summed: they exist anyway in the bounded pass, at the cost of one copy of the tap gradients per task.
@@ -31,7 +36,7 @@ import torch
 
 from ubernet.models.branch_point import BranchPoint
 from ubernet.models.ubernet import Features, UberNet
-from ubernet.train.per_scale import dense_backward_per_scale, per_scale_applies
+from ubernet.train.per_scale import dense_backward_per_scale, use_per_scale
 from ubernet.train.tap_grads import AccumulateTapGrads
 
 #: (task name, batch indices labelled for it, collated targets of those samples)
@@ -50,11 +55,35 @@ def default_weigher(model: UberNet) -> Weigher:
 
 
 def _subset(feats: Features, idx: list[int], batch: int) -> Features:
-    """Features of the samples ``idx`` only (no copy when all are selected)."""
+    """Features of the samples ``idx`` only (no copy when all are selected; released leaves stay empty)."""
     if len(idx) == batch:
         return feats
     index = torch.tensor(idx, device=feats[0][0].device)
-    return [[t.index_select(0, index) for t in scale] for scale in feats]
+    return [[t if t.dim() == 1 else t.index_select(0, index) for t in scale] for scale in feats]
+
+
+def _last_readers(model: UberNet, names: Sequence[str], feats: Features) -> list[list[int]]:
+    """For each branch in ``names`` (run in that order), the flat indices of the leaves that no later branch
+    reads (a head declares its reads by ``tap_reads(num_scales)``; one that does not reads everything)."""
+    offsets, k = [], 0
+    for scale in feats:
+        offsets.append(k)
+        k += len(scale)
+    last: dict[int, int] = {}
+    for j, name in enumerate(names):
+        reads = getattr(model.heads[name], "tap_reads", None)
+        flat = range(k) if reads is None else [offsets[s] + i for s, i in reads(len(feats))]
+        last.update((leaf, j) for leaf in flat)
+    out: list[list[int]] = [[] for _ in names]
+    for leaf, j in last.items():
+        out[j].append(leaf)
+    return out
+
+
+def _release(leaf: torch.Tensor) -> None:
+    """Free a leaf's values, keeping the tensor (and its ``.grad``): the branch point's backward recomputes the
+    tap from its anchor and only needs the gradient."""
+    leaf.data = leaf.new_empty(0)
 
 
 def summed_backward(
@@ -93,7 +122,7 @@ def bounded_backward(
     combine: str = "sum",
     generator: random.Random | None = None,
     finite_check: bool = True,
-    per_scale: bool = True,
+    per_scale: bool | str = "auto",
 ) -> dict[str, dict[str, float]]:
     """Memory-bounded multi-task backward (see the module docstring).
 
@@ -102,7 +131,10 @@ def bounded_backward(
         generator: random order of PCGrad's projections (seeded by the caller for reproducibility).
         finite_check: skip the trunk backward when a task loss is not finite (the caller then drops the sample).
         per_scale: back-propagate a multi-scale dense branch one pyramid scale at a time
-            (:func:`dense_backward_per_scale`); False runs each branch whole.
+            (:func:`dense_backward_per_scale`): ``True`` always, ``False`` never (each branch whole),
+            ``"auto"`` when one of its outputs at the loss's resolution is at least
+            :data:`~ubernet.train.per_scale.PER_SCALE_MIN_BYTES` (16 MiB), i.e. only where it saves memory
+            worth its second forward of the skip layers (:func:`~ubernet.train.per_scale.use_per_scale`).
 
     Returns the named losses of every task as floats.
     """
@@ -131,13 +163,16 @@ def bounded_backward(
     # to the peak of every later branch. The summed tap gradients do not depend on the order (up to float
     # rounding); PCGrad's random projection order, for a given seed, does.
     tasks = sorted(tasks, key=lambda tb: sum(p.numel() for p in model.heads[tb[0]].parameters()))
-    for name, idx, targets in tasks:
+    # With the branch point, a normalised tap is freed after the last branch that reads it (detection, last,
+    # reads one tap: the others, a tap-sized set of buffers, are gone before it runs).
+    done_with = _last_readers(model, [n for n, _, _ in tasks], shaped) if point is not None else None
+    for j, (name, idx, targets) in enumerate(tasks):
         sub = _subset(shaped, idx, images.shape[0])
         if combine == "pcgrad":
             before = [leaf.grad.clone() if leaf.grad is not None else None for leaf in leaves]
         # The branch's skip convolutions add their tap gradients straight into the leaves' buffers.
         with AccumulateTapGrads(leaves):
-            if per_scale and per_scale_applies(model, name, sub):
+            if use_per_scale(per_scale, model, name, sub, targets):
                 logged[name], loss = dense_backward_per_scale(model, name, sub, hw, targets, weigh)
             else:
                 out = model.run_head(name, sub, image_hw=hw, image_sizes=[image_sizes[i] for i in idx],
@@ -152,6 +187,9 @@ def bounded_backward(
         del loss
         if combine == "pcgrad":
             per_task.append([_diff(leaf.grad, b) for leaf, b in zip(leaves, before)])
+        if done_with is not None and j < len(tasks) - 1:
+            for k in done_with[j]:
+                _release(leaves[k])
     if finite_check and not finite:
         return logged
     grads: list[torch.Tensor | None]

@@ -2,42 +2,51 @@
 
 A dense branch's memory is not its 1×1 skip layers (their graphs keep only the shared taps, which are alive
 anyway) but its full-resolution outputs and the losses on them: one output per pyramid scale plus the fused
-one, each with a loss (deep supervision) whose backward keeps a few output-sized maps. Run whole, all of them
-are alive at once (semantic boundaries, 20 channels at full resolution: 4 outputs and 4 losses).
+one, each with a loss (deep supervision). Run whole, all of them are alive at once (semantic boundaries, 20
+channels at full resolution: 4 outputs, each kept by its loss, plus their gradients in the backward).
 
 Here the branch is split at its scale outputs ``o_s`` (``Tensor[B, C, h, w]``, the output resolution):
 
-1. *values, no graphs*: each ``o_s`` in turn is computed, folded into the fused logits (the scale fusion is a
-   per-channel weighted sum, ``fused = b + sum_s w[:, s] · o_s``, accumulated in ``DenseHead._fuse``'s order
-   of operations, so every value is bit-identical to the whole branch's), its deep-supervision loss taken,
+1. *values, no graphs*: each ``o_s`` in turn is computed, folded into the fused logits by
+   :meth:`DenseHead._fuse` (the scale fusion is a per-channel weighted sum, ``fused = b + sum_s w[:, s] · o_s``,
+   fed one map at a time: every value is bit-identical to the whole branch's), its deep-supervision loss taken,
    and freed; then the fused loss;
 2. the task's weigher is applied to the named loss values as leaves: its gradients are the coefficients
    ``c_k = dW / dL_k`` (for any weigher, linear or not; the weigher's own parameters get their gradients here);
-3. the fused loss is recomputed with a graph from a leaf copy of the fused logits and differentiated alone:
-   ``g_fused = c_fused · dL_fused / dfused`` (one map), then the fused logits are freed;
+3. the fused loss is differentiated alone: ``g_fused = c_fused · dL_fused / dfused`` (one map), then the fused
+   logits are freed;
 4. for each scale in turn: ``o_s`` is recomputed with its graph (the skip convolutions and interpolations of one
    scale: no convolution of the trunk), its gradient is the fusion's share ``w[:, s] · g_fused`` plus
-   ``c_scales · scale_loss_weight · dL_s / do_s`` (its loss recomputed and differentiated alone), it is
-   back-propagated into the taps and the skip layers and freed; the fusion weights get ``sum g_fused · o_s``,
-   the fusion bias ``sum g_fused``.
+   ``c_scales · scale_loss_weight · dL_s / do_s``, it is back-propagated into the taps and the skip layers and
+   freed; the fusion weights get ``sum g_fused · o_s``, the fusion bias ``sum g_fused``.
 
-At any moment one scale output, ``g_fused`` and one loss graph are alive, instead of every output and every
-loss graph (semantic boundaries at 621²: 29 MiB a map). The price is a second forward of each scale's skip
-layers and of the losses: elementwise and 1×1 work, no trunk convolution. Gradients are those of
+With a memory-lean loss (:meth:`DenseTask.lean_pixel_loss`, at the output resolution) the losses' per-image
+statistics are kept from step 1 (a few numbers per image), ``g_fused`` is written over the fused logits and
+each scale's loss gradient is added straight into its output's gradient: the losses cost no map and no second
+evaluation. At any moment the branch holds about three output-sized maps (the fused logits or their gradient,
+one scale output and its gradient) instead of every output and every loss graph. The price is a second forward
+of each scale's skip layers: 1×1 work and interpolations, no trunk convolution. Gradients are those of
 ``weigh(task, task.loss(head(feats)))`` up to float summation order.
+
+:func:`use_per_scale` decides when it pays (``per_scale="auto"``, the default of the bounded backward).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from ubernet.models.heads import DenseHead, output_size
 from ubernet.tasks.dense import DenseTask
+from ubernet.tasks.losses import LeanLoss
 
 Weigher = Callable[[str, Mapping[str, torch.Tensor]], torch.Tensor]
+
+#: ``per_scale="auto"`` runs a branch scale by scale when one of its outputs at the loss's resolution
+#: (``B × C × H × W`` fp32, targets' ``H × W``) is at least this large; smaller branches run whole.
+PER_SCALE_MIN_BYTES = 16 * 2**20
 
 
 def per_scale_applies(model: Any, name: str, feats: Sequence[Sequence[torch.Tensor]]) -> bool:
@@ -49,9 +58,40 @@ def per_scale_applies(model: Any, name: str, feats: Sequence[Sequence[torch.Tens
             and head.scale_fuse is not None and len(feats) == head.num_scales > 1)
 
 
+def loss_map_bytes(model: Any, name: str, targets: torch.Tensor) -> int:
+    """Bytes of one fp32 output of dense task ``name`` at its loss's resolution (the targets' ``B × H × W``):
+    what running the branch scale by scale saves, per output it does not keep alive."""
+    b, h, w = int(targets.shape[0]), int(targets.shape[-2]), int(targets.shape[-1])
+    return 4 * b * int(model.tasks[name].out_channels) * h * w
+
+
+def use_per_scale(per_scale: bool | str, model: Any, name: str, feats: Sequence[Sequence[torch.Tensor]],
+                  targets: Any) -> bool:
+    """Whether the bounded backward runs branch ``name`` scale by scale.
+
+    ``per_scale``: ``True`` whenever :func:`per_scale_applies`; ``False`` never; ``"auto"``: when it applies and
+    :func:`loss_map_bytes` ≥ :data:`PER_SCALE_MIN_BYTES` (16 MiB: VGG-16 at 621² — semantic boundaries, 20
+    channels, 29 MiB; semseg, 21 channels upsampled to full resolution, 31 MiB — but at 321², 8 MiB, nothing).
+    Below that the saving (two or three such maps) is small next to the trunk's activations, and the second
+    forward of the skip layers costs time (+30 % of a MobileNetV2 step, whose heads outweigh its trunk).
+    """
+    if per_scale not in (True, False, "auto"):
+        raise ValueError(f"per_scale must be True, False or 'auto', got {per_scale!r}")
+    if not per_scale or not per_scale_applies(model, name, feats):
+        return False
+    return per_scale is True or loss_map_bytes(model, name, targets) >= PER_SCALE_MIN_BYTES
+
+
 def _scale_loss(task: DenseTask, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """One output's summed loss, exactly as :meth:`DenseTask.loss` computes it (fp32 even under autocast)."""
     return task.pixel_loss(task.to_target_size(logits.float(), targets), targets).sum()
+
+
+def _lean(task: DenseTask, head: DenseHead, size: tuple[int, int], targets: torch.Tensor) -> LeanLoss | None:
+    """The task's lean loss when it applies to the outputs as they are (stride 1, no crop), else None."""
+    if head.out_stride != 1 or tuple(size) != tuple(targets.shape[-2:]):
+        return None
+    return task.lean_pixel_loss()
 
 
 def dense_backward_per_scale(
@@ -77,19 +117,29 @@ def dense_backward_per_scale(
     assert fuse is not None
     weight, bias = fuse.weight[:, :, 0, 0], fuse.bias  # [C, S], [C]: fused = bias + sum_s o_s * weight[:, s]
     side_weight = task.scale_loss_weight
-    # Pass 1, no graphs: each scale's output in turn, folded into the fused logits (in DenseHead._fuse's order
-    # of operations, so the values are bit-identical to the whole branch's) and its deep-supervision loss.
-    with torch.no_grad():
-        fused: torch.Tensor | None = None
-        sides = []
+    lean = _lean(task, head, size, targets)
+    stats: list[torch.Tensor] = []  # lean: each scale's loss statistics, then the fused one's
+
+    def value(o: torch.Tensor) -> torch.Tensor:
+        if lean is None:
+            return _scale_loss(task, o, targets)
+        stats.append(lean.statistics(o.float(), targets))  # as lean_loss's forward, without the graph
+        return lean.finish(stats[-1]).float().sum()
+
+    sides: list[torch.Tensor] = []
+
+    def scale_outputs() -> Iterator[torch.Tensor]:
         for taps in feats:
             o = head.forward_scale(taps, size)
-            w = weight[:, len(sides)].view(1, -1, 1, 1).to(o.dtype)
-            fused = torch.addcmul(bias.view(1, -1, 1, 1).to(o.dtype), o, w) if fused is None else fused.addcmul_(o, w)
-            sides.append(_scale_loss(task, o, targets) if side_weight > 0 else None)
-            del o
-        assert fused is not None
-        values = {name: _scale_loss(task, fused, targets)}
+            if side_weight > 0:
+                sides.append(value(o))
+            yield o
+            del o  # before the next scale's output is made
+
+    # Pass 1, no graphs: each scale's output in turn, folded into the fused logits, and its own loss.
+    with torch.no_grad():
+        fused = DenseHead._fuse(fuse, scale_outputs())  # type: ignore[arg-type]
+        values = {name: value(fused)}
         if side_weight > 0:
             values[f"{name}_scales"] = side_weight * sum(sides)  # type: ignore[assignment]
     logged = {k: float(v) for k, v in values.items()}
@@ -101,15 +151,20 @@ def dense_backward_per_scale(
     coef = {k: v.grad for k, v in scalars.items()}
     weighted = weighted.detach()
     c_fused, c_side = coef[name], coef.get(f"{name}_scales")
-    del values, scalars, sides
-    # The fused loss alone: its gradient w.r.t. the fused logits (one map), then the logits are freed.
+    del values, scalars
+    # The fused loss alone: its gradient w.r.t. the fused logits (one map, written over them when lean).
     g_fused = None
     if c_fused is not None:
-        fused_leaf = fused.requires_grad_(True)
-        with torch.enable_grad():
-            loss = _scale_loss(task, fused_leaf, targets)
-        (g_fused,) = torch.autograd.grad(loss, [fused_leaf], c_fused)
-        del loss, fused_leaf
+        if lean is not None:
+            x = fused.float()  # fused itself when fp32: its gradient is written over it
+            g_fused = lean.gradient_(x, x, targets, stats[-1], c_fused).to(fused.dtype)
+            del x
+        else:
+            fused_leaf = fused.requires_grad_(True)
+            with torch.enable_grad():
+                loss = _scale_loss(task, fused_leaf, targets)
+            (g_fused,) = torch.autograd.grad(loss, [fused_leaf], c_fused)
+            del loss, fused_leaf
     del fused
     if g_fused is None and c_side is None:
         return logged, weighted
@@ -121,17 +176,27 @@ def dense_backward_per_scale(
             out = head.forward_scale(taps, size)
         grad = None
         if g_fused is not None:
-            grad = g_fused * weight[:, s].detach().view(1, -1, 1, 1).to(g_fused.dtype)
-            if weight.requires_grad:
+            if weight.requires_grad:  # before the gradient map is made: one temporary map at a time
                 w_grads.append((g_fused * out.detach()).sum((0, 2, 3)))
+            grad = g_fused * weight[:, s].detach().view(1, -1, 1, 1).to(g_fused.dtype)
         if c_side is not None:
-            leaf = out.detach().requires_grad_(True)
-            with torch.enable_grad():
-                loss = _scale_loss(task, leaf, targets)
-            (side_grad,) = torch.autograd.grad(loss, [leaf], c_side * side_weight)
-            del loss, leaf
-            grad = side_grad if grad is None else grad.add_(side_grad)
-            del side_grad
+            if lean is not None:
+                x = out.detach().float()
+                if grad is not None and grad.dtype == x.dtype:  # added in place: no map of its own
+                    lean.gradient_(grad, x, targets, stats[s], c_side * side_weight, accumulate=True)
+                else:
+                    side = lean.gradient_(torch.empty_like(x), x, targets, stats[s], c_side * side_weight)
+                    grad = side.to(out.dtype) if grad is None else grad.add_(side)
+                    del side
+                del x
+            else:
+                leaf = out.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    loss = _scale_loss(task, leaf, targets)
+                (side_grad,) = torch.autograd.grad(loss, [leaf], c_side * side_weight)
+                del loss, leaf
+                grad = side_grad if grad is None else grad.add_(side_grad)
+                del side_grad
         if grad is not None and out.requires_grad:
             out.backward(grad)  # into the taps' .grad and the skip layers
         del out, grad

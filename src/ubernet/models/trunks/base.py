@@ -219,23 +219,34 @@ class Trunk(lowp.CachedCastMixin):
         The per-layer costs are measured once per (segments, dtype, device type) on a small probe image like
         ``like`` (``Tensor[B, 3, H, W]``), in eval mode so that no BatchNorm statistic or random state moves.
         """
-        from ubernet.models.trunks.segments import PROBE_SIZE, layer_costs, split_by_memory
+        from ubernet.models.trunks.segments import split_by_memory
 
         if segments < 1:
             raise ConfigError(f"checkpoint segments must be >= 1, got {segments}")
         key = (int(segments), like.dtype, like.device.type)
         plans = self.__dict__.setdefault("_checkpoint_plans", {})
         if key not in plans:
+            saved, out = self.layer_costs(like)
+            plans[key] = split_by_memory(saved, out, segments, [name is not None for _, name in self.layers()])
+        return plans[key]
+
+    def layer_costs(self, like: Tensor) -> tuple[list[int], list[int]]:
+        """Per layer of :meth:`layers`: bytes autograd saves inside it and bytes of its output, for one
+        ``PROBE_SIZE``² image (:func:`~ubernet.models.trunks.segments.layer_costs`; both scale with the number of
+        pixels). Measured once per (dtype, device type) of ``like``, in eval mode (no state moves)."""
+        from ubernet.models.trunks.segments import PROBE_SIZE, layer_costs
+
+        key = (like.dtype, like.device.type)
+        costs = self.__dict__.setdefault("_layer_costs", {})
+        if key not in costs:
             was_training = self.training
             self.eval()
             try:
                 probe = torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, dtype=like.dtype, device=like.device)
-                layers = self.layers()
-                saved, out = layer_costs(layers, probe)
+                costs[key] = layer_costs(self.layers(), probe)
             finally:
                 self.train(was_training)
-            plans[key] = split_by_memory(saved, out, segments, [name is not None for _, name in layers])
-        return plans[key]
+        return costs[key]
 
     def forward_checkpointed(self, x: Tensor, segments: int) -> list[Tensor]:
         """Same result as :meth:`forward`, but the layer list is cut into at most ``segments`` consecutive
