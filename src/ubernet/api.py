@@ -191,6 +191,8 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     rule = build_rule(cfg, model, entries, weighting)
     sampler = UnionSampler(entries, seed=cfg.seed, batch_size=cfg.train.batch_size)
     bind_augmentations(sampler)  # augmented sources take their draw counts from the (checkpointed) sampler
+    if cfg.train.prefetch > 0:
+        sampler.prefetch(cfg.train.prefetch)  # same draws, loaded ahead in a background process
     trainer = Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward,
                       combine=cfg.train.combine, weighting=weighting, bf16=cfg.train.bf16,
                       size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed)

@@ -88,6 +88,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     progress: bool = True
+    prefetch: int = 0  # draws loaded ahead by a background process (0 = load in the training process)
 
 
 @dataclass
@@ -241,6 +242,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.steps must be >= 1, got {cfg.train.steps}")
     if cfg.train.batch_size < 1:
         raise ConfigError(f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
+    if cfg.train.prefetch < 0:
+        raise ConfigError(f"train.prefetch must be >= 0 (0 = off), got {cfg.train.prefetch}")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {cfg.train.lr}")
     if cfg.train.combine == "pcgrad" and cfg.train.backward != "bounded":

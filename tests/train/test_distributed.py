@@ -110,8 +110,10 @@ def child_main(out: str) -> None:
     torch.set_num_threads(1)
     ctx = init_distributed()
     for tag, kind, draws in [("fresh-partial", "partial", DRAWS), ("fresh-full", "full", DRAWS),
-                             ("resume-partial", "partial", RESUME_TO)]:
+                             ("resume-partial", "partial", RESUME_TO), ("prefetch-full", "full", DRAWS)]:
         model, rule, sampler = build(kind)
+        if tag.startswith("prefetch"):
+            sampler.prefetch(2)  # DistributedTrainer makes each rank's worker load that rank's draws only
         trainer = DistributedTrainer(ctx=ctx, model=model, rule=rule, sampler=sampler, seed=0)
         if ctx.is_main and tag == "fresh-partial":  # only rank 0 writes, at draw CKPT_AT
             w = CheckpointHook(Path(out, "two-ranks.safetensors"), every=0)
@@ -246,6 +248,15 @@ def test_fully_labelled_stream_equals_the_plain_trainer(runs: Path) -> None:
     assert info(runs, "fresh-full")["updates"] == rule.updates == {"trunk": 6, "saliency": 12, "semseg": 12}
     assert_params_close(load_file(str(runs / "fresh-full-rank0.safetensors")), model)
     assert_ranks_identical(runs, "fresh-full", 2)
+
+
+def test_prefetching_ranks_train_bit_identically(runs: Path) -> None:
+    # Each rank's background worker loads that rank's draw of every round: same batches, same weights, bit for bit.
+    assert info(runs, "prefetch-full") == info(runs, "fresh-full")
+    for r in range(2):
+        a = load_file(str(runs / f"fresh-full-rank{r}.safetensors"))
+        b = load_file(str(runs / f"prefetch-full-rank{r}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_single_process_checkpoint_resumes_on_two_ranks(runs: Path) -> None:

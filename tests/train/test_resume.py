@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -56,6 +57,8 @@ CHILD = textwrap.dedent('''
                for t in tasks]
     sampler = UnionSampler([UnionEntry("a", a, ("saliency",), 2.0), UnionEntry("b", b, ("saliency", "semseg"))],
                            seed=5)
+    if len(sys.argv) > 5:
+        sampler.prefetch(int(sys.argv[5]))
     trainer = Trainer(model=model, rule=AsyncSGD(groups), sampler=sampler, weighting=w, combine="pcgrad")
     ckpt = os.path.join(out, "last.safetensors")
     hooks = [CheckpointHook(ckpt, every=kill_at if mode == "kill" else 0)]
@@ -76,17 +79,20 @@ def run_child(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, timeout=300)
 
 
-def test_kill_and_resume_is_bit_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefetch", [(), ("3",)], ids=["plain", "prefetch"])
+def test_kill_and_resume_is_bit_exact(tmp_path: Path, prefetch: tuple[str, ...]) -> None:
+    """With ``prefetch``, the killed and resumed runs load their batches in a background worker; the straight
+    run does not: the weights must still be bit-identical."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
     killed.mkdir()
     r = run_child("straight", str(straight), "23", "0")
     assert r.returncode == 0, r.stderr
-    r = run_child("kill", str(killed), "23", "9")
+    r = run_child("kill", str(killed), "23", "9", *prefetch)
     assert r.returncode == -9, r.stderr  # really killed, no clean shutdown
     assert (killed / "last.safetensors").exists() and not (killed / "final.safetensors").exists()
     assert not list(killed.glob(".*.tmp"))  # atomic write left no temp file
-    r = run_child("resume", str(killed), "23", "0")
+    r = run_child("resume", str(killed), "23", "0", *prefetch)
     assert r.returncode == 0, r.stderr
     a = load_file(str(straight / "final.safetensors"))
     b = load_file(str(killed / "final.safetensors"))

@@ -172,6 +172,9 @@ class DistributedTrainer(Trainer):
         self.group_names = list(self.rule.groups)
         first = next(iter(self.rule.params), None)
         self.device = first.device if first is not None else torch.device("cpu")
+        pf = getattr(self.sampler, "_prefetch", None)
+        if pf is not None and ctx.world_size > 1:
+            self.sampler.prefetch(pf.depth, stride=ctx.world_size, offset=ctx.rank)  # this rank's draws only
 
     # --- one round -------------------------------------------------------------------------------------------
     def run_step(self) -> StepResult:
@@ -191,7 +194,7 @@ class DistributedTrainer(Trainer):
         dropped = 0
         self.rule.zero_sample_grads()
         if mine is not None:
-            samples = load_draw(self.sampler, mine)
+            samples = self.sampler.load(mine) if hasattr(self.sampler, "load") else load_draw(self.sampler, mine)
             sources = [s.source for s in samples]
             torch_seed, py_seed = draw_seed(self.seed, start + rank)
             torch.manual_seed(torch_seed)
@@ -277,10 +280,15 @@ class DistributedTrainer(Trainer):
         self.model.train()
         for h in self.hooks:
             h.before_train(self)
-        while self.step_count < steps and not self.stop_agreed:
-            result = self.run_step()
-            for h in self.hooks:
-                h.after_step(self, result)
+        try:
+            while self.step_count < steps and not self.stop_agreed:
+                result = self.run_step()
+                for h in self.hooks:
+                    h.after_step(self, result)
+        finally:
+            close = getattr(self.sampler, "close", None)
+            if close is not None:
+                close()
         for h in self.hooks:
             h.after_train(self)
 

@@ -142,10 +142,15 @@ class Trainer:
         self.model.train()
         for h in self.hooks:
             h.before_train(self)
-        while self.step_count < steps and not self.stop_requested:
-            result = self.run_step()
-            for h in self.hooks:
-                h.after_step(self, result)
+        try:
+            while self.step_count < steps and not self.stop_requested:
+                result = self.run_step()
+                for h in self.hooks:
+                    h.after_step(self, result)
+        finally:
+            close = getattr(self.sampler, "close", None)
+            if close is not None:
+                close()  # the prefetching worker, if any: the evaluation gets the cores
         for h in self.hooks:
             h.after_train(self)
 
