@@ -270,7 +270,8 @@ def run_arm(name: str, cfg: Any, out: Path, held_out: Sequence[Any], *, steps: i
             prior = state["evidence"]
             seen.update(prior["seen"])
             print(f"[{name}] resumed at step {trainer.step_count}")
-    print(f"[{name}] training {steps} samples: tasks {list(trainer.model.tasks)}, sources "
+    print(f"[{name}] training {steps} steps (<= {steps * cfg.train.batch_size} samples): tasks "
+          f"{list(trainer.model.tasks)}, sources "
           f"{[e.name for e in trainer.sampler.entries]}, rule {type(trainer.rule).__name__}, "
           f"B {({g: s.batch_size for g, s in trainer.rule.groups.items()})}", flush=True)
     trainer.train(steps)

@@ -65,3 +65,24 @@ def test_plain_sgd_steps_every_group_with_the_minibatch_mean(ev) -> None:
     torch.testing.assert_close(a.detach(), torch.full((2,), -1.0))
     torch.testing.assert_close(b.detach(), torch.full((2,), -2.0))  # 8 / 4: diluted by the minibatch
     assert rule.updates == {"trunk": 1, "rare": 1}
+
+
+def test_a_fully_labelled_source_counts_for_every_task_and_joins_every_single_task_union(ev) -> None:
+    """The demo recipe's union: six partial sources plus ``full`` (all seven tasks), batches of 8 samples."""
+    config = Path(str(resources.files("ubernet") / "configs" / "synthetic.yaml"))
+    cfg = ev.base_config(config, [], "msra-like", 0.25)
+    names = [s.name for s in cfg.data]
+    if "full" not in names:
+        pytest.skip("the packaged synthetic config has no `full` source")
+    cfg.data[names.index("full")].weight = 0.25  # what `--set data.<i>.weight=0.25` does
+    cfg.train.batch_size = 8
+    plan, entries = ev.union_plan(cfg, 50)
+    assert len(plan) == 400
+    n_full = sum(1 for s, _ in plan if entries[s].name == "full")
+    budgets = ev.task_budgets(plan, entries, list(cfg.tasks))
+    n_msra = sum(1 for s, _ in plan if entries[s].name == "msra-like")
+    assert n_full > 0 and budgets["saliency"] == n_msra + n_full  # saliency: msra-like and full only
+    for task in cfg.tasks:
+        single = ev.single_task_config(cfg, task, -(-budgets[task] // 8))
+        assert "full" in [s.name for s in single.data]
+        assert sum(1 for s, _ in plan if task in entries[s].tasks) == budgets[task]
