@@ -458,3 +458,81 @@ def test_accumulate_tap_grads_matches_autograd() -> None:
     assert leaf.grad is buffer  # accumulated in place, no new buffer
     for name, got in (("x", leaf.grad), ("w1", w1.grad), ("b1", b1.grad), ("w3", w3.grad)):
         torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+@pytest.mark.parametrize("fmt", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_subset_matches_index_select_and_keeps_layout(leaf, fmt, dtype) -> None:
+    """A partially labelled batch's subset (``_subset``): same values and gradients as ``index_select``, in the
+    features' memory format (channels-last bf16 leaves keep a channels-last ``.grad``)."""
+    from ubernet.train.bounded import _subset
+
+    torch.manual_seed(0)
+    base = torch.randn(5, 6, 7, 9).to(dtype).contiguous(memory_format=fmt)
+    vec = torch.randn(3)  # a released leaf (1-D) passes through
+    idx = [4, 1, 3]
+    w = torch.randn(3, 6, 7, 9).to(dtype)
+    grads = []
+    for mode in ("ref", "subset"):
+        x = base.clone().requires_grad_(True)
+        src = x if leaf else x * 1  # the summed backward subsets non-leaf features
+        if mode == "ref":
+            sub = src.index_select(0, torch.tensor(idx))
+        else:
+            [[sub, v]] = _subset([[src, vec]], idx, 5)
+            assert v is vec
+            assert sub.is_contiguous(memory_format=fmt)
+        torch.testing.assert_close(sub, base[idx])
+        (sub.float() * w.float()).sum().backward()
+        if mode == "subset":
+            assert x.grad.is_contiguous(memory_format=fmt)
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    # accumulation into an existing gradient, two branches reading different subsets
+    x = base.clone().requires_grad_(True)
+    x.grad = torch.ones_like(x)
+    [[a]] = _subset([[x]], [0, 2], 5)
+    [[b]] = _subset([[x]], [2, 4], 5)
+    (a.float().sum() + 2 * b.float().sum()).backward()
+    expect = torch.ones(5, 6, 7, 9, dtype=dtype)
+    expect[[0, 2]] += 1
+    expect[[2, 4]] += 2
+    torch.testing.assert_close(x.grad, expect, rtol=0, atol=0)
+    assert x.grad.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bounded_partial_channels_last_same_as_index_select(tiny_trunk, monkeypatch, dtype) -> None:
+    """The demo's setting: channels-last model (under bf16 autocast or not), a partially labelled batch (sample 1
+    lacks normals). The layout-preserving subset gives the gradients the ``index_select`` one gave, and the
+    bounded backward still matches the summed one."""
+    import ubernet.train.bounded as bounded
+
+    torch.manual_seed(0)
+    model = make_model(tiny_trunk, (1.0,)).to(memory_format=torch.channels_last)
+    samples = make_batch(np.random.default_rng(1), ["boundaries", "normals", "saliency"], b=3)
+
+    def run_as(fn):
+        def run(model, images, sizes, batches):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                return fn(model, images.contiguous(memory_format=torch.channels_last), sizes, batches)
+        return run
+
+    def old_subset(feats, idx, batch):
+        if len(idx) == batch:
+            return feats
+        index = torch.tensor(idx)
+        return [[t if t.dim() == 1 else t.index_select(0, index) for t in scale] for scale in feats]
+
+    _, new = grads_of(model, run_as(bounded_backward), samples)
+    _, summed = grads_of(model, run_as(summed_backward), samples)
+    with monkeypatch.context() as m:
+        m.setattr(bounded, "_subset", old_subset)
+        _, old = grads_of(model, run_as(bounded_backward), samples)
+    assert new.keys() == old.keys() == summed.keys()
+    for ref in (old, summed):
+        for k in new:
+            scale = float(ref[k].abs().max()) + 1e-12
+            tol = 1e-5 if dtype == torch.float32 else 2e-2
+            torch.testing.assert_close(new[k] / scale, ref[k] / scale, rtol=0, atol=tol, msg=k)

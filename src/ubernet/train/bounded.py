@@ -54,12 +54,57 @@ def default_weigher(model: UberNet) -> Weigher:
     return weigh
 
 
+def _format(t: torch.Tensor) -> torch.memory_format:
+    """The memory format ``t`` is laid out in (channels-last for a channels-last 4-D tensor)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class _Rows(torch.autograd.Function):
+    """``x[idx]`` along the batch dimension, in ``x``'s memory format, forward and backward.
+
+    ``index_select`` returns (and its backward scatters into) NCHW-contiguous tensors whatever ``x``'s layout:
+    with channels-last bf16 branching-point leaves, adding that gradient into the leaf's channels-last ``.grad``
+    cost 3.5x a same-layout add (11.7 vs 3.3 ms for ``[8,16,128,128]``), and the branch then ran on an NCHW input.
+    Here every row is one contiguous block in both layouts: the forward copies rows, and the backward adds the
+    rows' gradients straight into ``x.grad`` when ``x`` is a leaf (the branching point: no full-batch temporary,
+    the other rows untouched), or scatters them into a zero tensor in ``x``'s format otherwise.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, idx: list[int]) -> torch.Tensor:  # type: ignore[override]
+        ctx.idx = idx
+        ctx.leaf = x if x.is_leaf and x.requires_grad else None
+        ctx.shape, ctx.dtype, ctx.format = x.shape, x.dtype, _format(x)
+        out = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=ctx.format)
+        for j, i in enumerate(idx):
+            out[j].copy_(x[i])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        leaf: torch.Tensor | None = ctx.leaf
+        if leaf is not None:
+            if leaf.grad is None:
+                leaf.grad = torch.zeros_like(leaf, memory_format=torch.preserve_format)
+            full, ret = leaf.grad, None
+        else:
+            full = torch.empty(ctx.shape, dtype=ctx.dtype, device=g.device, memory_format=ctx.format).zero_()
+            ret = full
+        for j, i in enumerate(ctx.idx):
+            full[i].add_(g[j])
+        return ret, None
+
+
 def _subset(feats: Features, idx: list[int], batch: int) -> Features:
-    """Features of the samples ``idx`` only (no copy when all are selected; released leaves stay empty)."""
+    """Features of the samples ``idx`` only (no copy when all are selected; released leaves stay empty), in the
+    features' memory format; the gradient of a branching-point leaf goes straight into its ``.grad``
+    (:class:`_Rows`)."""
     if len(idx) == batch:
         return feats
-    index = torch.tensor(idx, device=feats[0][0].device)
-    return [[t if t.dim() == 1 else t.index_select(0, index) for t in scale] for scale in feats]
+    idx = list(idx)
+    return [[t if t.dim() == 1 else _Rows.apply(t, idx) for t in scale] for scale in feats]
 
 
 def _last_readers(model: UberNet, names: Sequence[str], feats: Features) -> list[list[int]]:
