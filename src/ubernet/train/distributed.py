@@ -270,27 +270,14 @@ class DistributedTrainer(Trainer):
 
     # --- the run -------------------------------------------------------------------------------------------
     def train(self, steps: int) -> None:
-        """Make every rank start from rank 0's state (fresh or resumed), then run rounds until ``steps`` draws.
-
-        The loop is the Trainer's, except that it stops on ``stop_agreed``: a ``stop_requested`` set on one rank
-        (by a hook, say) reaches the others through the next round's reduction, and all stop after that round.
-        """
+        """Make every rank start from rank 0's state (fresh or resumed), then run the Trainer's loop."""
         self.broadcast_state()
-        self.target_steps = steps
-        self.model.train()
-        for h in self.hooks:
-            h.before_train(self)
-        try:
-            while self.step_count < steps and not self.stop_agreed:
-                result = self.run_step()
-                for h in self.hooks:
-                    h.after_step(self, result)
-        finally:
-            close = getattr(self.sampler, "close", None)
-            if close is not None:
-                close()
-        for h in self.hooks:
-            h.after_train(self)
+        super().train(steps)
+
+    def should_stop(self) -> bool:
+        """Stop on ``stop_agreed``: a ``stop_requested`` set on one rank (by a hook, say) reaches the others
+        through the next round's reduction, and all stop after that round."""
+        return self.stop_agreed
 
     def broadcast_state(self) -> None:
         """Replace this rank's whole training state (weights, rule, sampler, counters) with rank 0's."""

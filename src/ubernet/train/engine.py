@@ -143,7 +143,7 @@ class Trainer:
         for h in self.hooks:
             h.before_train(self)
         try:
-            while self.step_count < steps and not self.stop_requested:
+            while self.step_count < steps and not self.should_stop():
                 result = self.run_step()
                 for h in self.hooks:
                     h.after_step(self, result)
@@ -153,6 +153,10 @@ class Trainer:
                 close()  # the prefetching worker, if any: the evaluation gets the cores
         for h in self.hooks:
             h.after_train(self)
+
+    def should_stop(self) -> bool:
+        """Whether :meth:`train` ends before ``steps`` (a hook set ``stop_requested``)."""
+        return self.stop_requested
 
     # --- state ---------------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
