@@ -173,9 +173,9 @@ class BranchPoint:
         inside = sum(name is not None for _, name in self._layers[start:end])
         return [self._stem_offset + before + i for i in range(inside)]
 
-    def _kept_backward(self, seg: _Segment, grads: list[Tensor | None], g_out: Tensor | None) -> None:
-        """Back-propagate a kept segment's tap gradients (through the tap norms) and ``g_out`` (w.r.t. its
-        output, the last raw tap's tensor when the segment ends with a tap) through its graph."""
+    def _kept_backward(self, seg: _Segment, grads: list[Tensor | None]) -> None:
+        """Back-propagate a kept segment's tap gradients (through the tap norms) through its graph. It is the
+        deepest segment, so no gradient arrives from a segment after it."""
         assert seg.kept is not None
         roots: list[Tensor] = []
         root_grads: list[Tensor] = []
@@ -188,8 +188,6 @@ class BranchPoint:
             if g_raw is not None:
                 roots.append(raw)
                 root_grads.append(g_raw)
-        if g_out is not None:
-            raise RuntimeError("a kept segment is the deepest: nothing after it sends a gradient")
         seg.kept = None
         if roots:
             torch.autograd.backward(roots, root_grads)
@@ -258,8 +256,9 @@ class BranchPoint:
                     want_input = seg.start > 0 and any(self._needs_grad[:seg.start])
                     g_out, g_next = g_next, None
                     if seg.kept is not None:
+                        assert g_out is None, "a kept segment is the deepest: nothing after it sends a gradient"
                         inp = seg.anchor
-                        self._kept_backward(seg, grads[s], g_out)
+                        self._kept_backward(seg, grads[s])
                     else:
                         assert seg.rng is not None
                         inp = seg.anchor.detach().requires_grad_(want_input)
