@@ -307,15 +307,20 @@ def test_branch_point_with_frozen_stage(make_trunk) -> None:
     assert not any(k.startswith("trunk.c1.") for k in g2)
 
 
-def test_branch_point_with_detection(tiny_trunk) -> None:
-    """The detection branch reads one tap of the finest scale; the taps it does not read get no gradient."""
-    from ubernet.data.sample import Sample as S
-
+def _detection_saliency_model(trunk: torch.nn.Module) -> UberNet:
+    """A tiny 2-scale, 2-segment UberNet with detection (2 classes) and saliency, seeded."""
     opts = {"num_classes": 2, "class_names": ["cat", "dog"], "anchor_sizes": (8, 16), "representation_size": 32,
             "rpn_batch_size_per_image": 32, "roi_batch_size_per_image": 16}
     torch.manual_seed(0)
     tasks = {"detection": build_task("detection", **opts), "saliency": build_task("saliency")}
-    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+    return UberNet(trunk=trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+
+
+def test_branch_point_with_detection(tiny_trunk) -> None:
+    """The detection branch reads one tap of the finest scale; the taps it does not read get no gradient."""
+    from ubernet.data.sample import Sample as S
+
+    model = _detection_saliency_model(tiny_trunk)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
     targets = {"boxes": np.array([[2, 2, 12, 10], [8, 4, 19, 15]], np.float32), "labels": np.array([1, 2]),
@@ -340,11 +345,7 @@ def test_leaves_released_after_their_last_reader(tiny_trunk, monkeypatch) -> Non
     from ubernet.data.sample import Sample as S
     from ubernet.train import bounded as bd
 
-    opts = {"num_classes": 2, "class_names": ["cat", "dog"], "anchor_sizes": (8, 16), "representation_size": 32,
-            "rpn_batch_size_per_image": 32, "roi_batch_size_per_image": 16}
-    torch.manual_seed(0)
-    tasks = {"detection": build_task("detection", **opts), "saliency": build_task("saliency")}
-    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5), checkpoint_segments=2)
+    model = _detection_saliency_model(tiny_trunk)
     rng = np.random.default_rng(0)
     samples = []
     for i in range(2):
@@ -361,7 +362,7 @@ def test_leaves_released_after_their_last_reader(tiny_trunk, monkeypatch) -> Non
     torch.manual_seed(3)
     l2, g2 = grads_of(model, bounded_backward, samples)
     assert l1 == l2
-    _compare(g1, g2, list(tasks))
+    _compare(g1, g2, list(model.tasks))
     n_taps = len(model.heads["saliency"].tap_index)
     assert len(released) == 2 * n_taps - 1  # all but the detection tap, freed after saliency
 
