@@ -44,15 +44,17 @@ def list_images(folder: Path) -> list[tuple[str, Path]]:
 
 @torch.inference_mode()
 def predict_folder(model: UberNet, items: Sequence[tuple[str, Path]], pred_root: Path, split: str,
-                   tasks: Sequence[str], *, bf16: bool = False) -> dict[str, Any]:
+                   tasks: Sequence[str], *, bf16: bool = False,
+                   scales: Sequence[float] | None = None) -> dict[str, Any]:
     """Predict ``tasks`` on each image (full size, padded to the coarsest stride; the model crops back) and write
-    ``pred_root/<task>/<split>/<stem>.png``. Returns timing."""
+    ``pred_root/<task>/<split>/<stem>.png``; ``scales``: multi-scale testing (``ubernet.multiscale``). Returns
+    timing."""
     model.eval()
     div = size_divisor(model)
     t0 = time.time()
     for stem, path in items:
         rgb = np.array(as_rgb_image(read_image(path), where=str(path)))  # writable: torch.from_numpy warns otherwise
-        pred = predict_samples(model, [Sample(image=rgb)], list(tasks), bf16=bf16, size_divisor=div)[0]
+        pred = predict_samples(model, [Sample(image=rgb)], list(tasks), bf16=bf16, size_divisor=div, scales=scales)[0]
         for t in tasks:
             model.tasks[t].save(pred[t], pred_root, f"{split}/{stem}")  # -> pred_root/<task>/<split>/<stem>.png
     n = max(len(items), 1)

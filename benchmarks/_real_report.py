@@ -83,7 +83,9 @@ def markdown(summary: dict[str, Any], cmds: dict[str, str]) -> str:
         f"{b['cpu_seconds_per_image']} CPU s/image, {b['seconds']} s for {b['images']} images on "
         f"{b['workers']} processes. Hold-out: {len(summary['holdout'])} images"
         + (" (their boundaries trained)" if summary["holdout_boundaries"] else " (left out of training entirely)")
-        + ".",
+        + ". Test scales: "
+        + (", ".join(f"{s:g}" for s in summary.get("test_scales", [1.0])) + " (predictions averaged)"
+           if summary.get("test_scales", [1.0]) != [1.0] else "1 (one pass)") + ".",
         "",
         "```",
         cmds["run"],

@@ -50,6 +50,7 @@ from _real_report import write_reports
 from _real_weights import HED_INPUT_NORM, ensure_h5py, ensure_weights, init_boundaries_from_hed
 
 from ubernet.api import build_model, build_rule, size_divisor
+from ubernet.cli.tables import scales_arg
 from ubernet.config import Config, load_config
 from ubernet.data.transforms import bind_augmentations
 from ubernet.data.union import UnionEntry, UnionSampler
@@ -87,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--predict-folder", type=Path, default=None, help="also predict every image of this folder")
     p.add_argument("--predict-gt", type=Path, default=None, help="BSDS groundTruth folder to score that folder")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    p.add_argument("--test-scales", type=scales_arg, default=(1.0,),
+                   help="multi-scale testing of the predictions, e.g. 0.5,1,1.5 (default: one pass)")
     p.add_argument("--eval-workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes for the exact boundary matcher (default 2)")
     p.add_argument("--eval-seconds", type=float, default=12.0,
@@ -249,16 +252,18 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval-val.txt").write_text("".join(f"{r.id}\n" for r in vals))
     (out / "eval-holdout.txt").write_text("".join(f"{r.id}\n" for r in held))
     res: dict[str, Any] = {}
-    res["predict_val"] = predict_folder(model, [(r.id, r.image_path) for r in vals], pred, "val", ["boundaries"])
+    ms = {"scales": args.test_scales}
+    res["predict_val"] = predict_folder(model, [(r.id, r.image_path) for r in vals], pred, "val", ["boundaries"],
+                                        **ms)
     res["boundaries_val"] = score_boundaries(pred / "boundaries" / "val", data / "bsds500" / "groundTruth" / "val",
                                              [r.id for r in vals], workers=args.eval_workers)
     res["predict_holdout"] = predict_folder(model, [(r.id, r.image_path) for r in held], pred, "holdout",
-                                            ["saliency"])
+                                            ["saliency"], **ms)
     res["saliency_holdout"] = score_saliency(pred / "saliency" / "holdout", data / "sod" / "masks",
                                              [r.id for r in held])
     if folder:
         name = args.predict_folder.name
-        res["predict_folder"] = predict_folder(model, folder, pred, name, list(model.tasks))
+        res["predict_folder"] = predict_folder(model, folder, pred, name, list(model.tasks), **ms)
         if args.predict_gt is not None:
             res["boundaries_folder"] = score_boundaries(pred / "boundaries" / name, args.predict_gt,
                                                         [s for s, _ in folder], workers=args.eval_workers)
@@ -268,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads, "load_average_start": round(load0, 2),
         "load_average_end": round(os.getloadavg()[0], 2), "union": counts, "holdout": holdout,
         "holdout_boundaries": holdout_boundaries, "contaminated_val": args.trunk == "vgg16-hed",
+        "test_scales": list(args.test_scales),
         "hed_head": args.hed_head,
         "complete_eval": args.max_eval is None, "weights": str(weights), "load_report": load_report,
         "config": yaml.safe_load((out / "recipe.yaml").read_text()), "argv": sys.argv, **res, "plan": plan,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ubernet.cli.tables import scales_arg
 from ubernet.errors import UbernetError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp"}
@@ -21,6 +22,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--no-panel", action="store_true", help="skip the per-image panel PNG")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--scales", type=scales_arg, default=None,
+                   help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5")
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = args.tasks.split(",") if args.tasks else None
     out = Path(args.out)
     for path in tqdm(expand(args.images), desc="predict"):
-        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16)
+        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16, scales=args.scales)
         for name, p in pred.items():
             model.tasks[name].save(p, out, path.stem)
         if not args.no_panel:

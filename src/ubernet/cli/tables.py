@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and argument types shared by the commands."""
 
 from __future__ import annotations
 
@@ -11,3 +11,17 @@ def print_metrics(metrics: dict[str, dict[str, Any]]) -> None:
     for task, vals in metrics.items():
         cells = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items())
         print(f"{task:<{width}}  {cells}")
+
+
+def scales_arg(text: str) -> tuple[float, ...]:
+    """argparse type of ``--scales``: comma-separated test scales, e.g. ``0.5,1,1.5``."""
+    import argparse
+
+    from ubernet.errors import ConfigError
+    from ubernet.multiscale import check_scales
+
+    try:
+        return check_scales([float(x) for x in text.split(",") if x.strip()])
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated scales in [0.1, 4], e.g. 0.5,1,1.5; "
+                                         f"got {text!r}") from None

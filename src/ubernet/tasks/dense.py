@@ -118,6 +118,16 @@ class DenseTask(Task):
         """One image's prediction tensor as the numpy array that :meth:`save` and the metric take."""
         return pred.detach().cpu().numpy()
 
+    # --- multi-scale testing (ubernet.multiscale) -------------------------------------------------------------
+    def soft(self, logits: torch.Tensor) -> torch.Tensor:
+        """Full-resolution logits ``[B, C, H, W]`` -> the map that is averaged over test scales: ``[B, H, W]`` or
+        ``[B, C', H, W]``. Default: the activation itself (probabilities, as HED and RCF average edge maps)."""
+        return self.activate(logits)
+
+    def from_soft(self, soft: torch.Tensor) -> torch.Tensor:
+        """The average of :meth:`soft` maps -> the prediction tensor :meth:`activate` gives. Default: itself."""
+        return soft
+
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor, ignore: float = 255) -> torch.Tensor:
     """HED's class-balanced binary cross-entropy, per image (:class:`ubernet.tasks.losses.BalancedBCE`).
@@ -171,6 +181,13 @@ class LabelTask(DenseTask):
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8)
+
+    def soft(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``[B, C, H, W]``: label maps cannot be averaged, probabilities can."""
+        return torch.softmax(logits, dim=1)
+
+    def from_soft(self, soft: torch.Tensor) -> torch.Tensor:
+        return soft.argmax(1).to(torch.uint8)
 
     def summary_keys(self) -> tuple[str, ...]:
         return ("miou",)

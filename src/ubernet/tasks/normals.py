@@ -44,6 +44,10 @@ class Normals(DenseTask):
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return F.normalize(logits, dim=1, eps=1e-6)
 
+    def from_soft(self, soft: torch.Tensor) -> torch.Tensor:
+        """The mean of unit normals is shorter than 1: renormalise it."""
+        return F.normalize(soft, dim=1, eps=1e-6)
+
     def to_numpy(self, pred: torch.Tensor) -> np.ndarray:
         return pred.permute(1, 2, 0).detach().cpu().numpy().astype(np.float32)
 

@@ -1,0 +1,112 @@
+"""Multi-scale testing: one scale ≡ the plain prediction; averages pinned on a model with known outputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ubernet.data.sample import Sample
+from ubernet.errors import ConfigError
+from ubernet.evaluation import predict_samples
+from ubernet.models.heads import DenseOutput
+from ubernet.models.ubernet import UberNet
+from ubernet.multiscale import check_scales, predict_multiscale
+from ubernet.tasks.base import build_task
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> Sample:
+    return Sample(image=rng.integers(0, 255, (h, w, 3), dtype=np.uint8), id="x")
+
+
+def test_one_scale_equals_plain_prediction(tiny_trunk, rng) -> None:
+    tasks = {"boundaries": build_task("boundaries"), "normals": build_task("normals"),
+             "semseg": build_task("semseg", num_classes=5), "semantic_boundaries":
+             build_task("semantic_boundaries", num_classes=3)}
+    model = UberNet(trunk=tiny_trunk, tasks=tasks, scales=(1.0, 0.5)).eval()
+    samples = [_image(rng, 19, 23), _image(rng, 16, 12)]
+    plain = predict_samples(model, samples, size_divisor=4)
+    multi = predict_multiscale(model, samples, scales=(1.0,), size_divisor=4)
+    for a, b in zip(plain, multi):
+        for n in tasks:
+            assert a[n].shape == b[n].shape
+            if n == "semseg":  # argmax of softmax = argmax of logits
+                np.testing.assert_array_equal(a[n], b[n])
+            else:
+                np.testing.assert_allclose(a[n], b[n], atol=1e-6)
+
+
+def test_every_scale_is_predicted_at_the_image_size(tiny_trunk, rng) -> None:
+    model = UberNet(trunk=tiny_trunk, tasks={"boundaries": build_task("boundaries")}, scales=(1.0,)).eval()
+    s = _image(rng, 21, 17)
+    out = predict_samples(model, [s], size_divisor=4, scales=(0.5, 1.0, 1.5))[0]
+    assert out["boundaries"].shape == (21, 17)
+    assert out["boundaries"].min() >= 0 and out["boundaries"].max() <= 1
+
+
+class _KnownOutputs(nn.Module):
+    """A stand-in for UberNet whose dense logits depend only on the pass's padded image height ``H``:
+    boundaries ``H / 16`` everywhere, normals ``(1, 0, 0)`` when ``H`` is 16 and ``(0, 1, 0)`` otherwise,
+    semseg logits ``[0, 1]`` at ``H == 16`` and ``[2, 0]`` otherwise (at stride 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.tasks = {"boundaries": build_task("boundaries"), "normals": build_task("normals"),
+                      "semseg": build_task("semseg", num_classes=2)}
+        self.heights: list[int] = []
+
+    def check_tasks(self, tasks):
+        return list(tasks) if tasks is not None else list(self.tasks)
+
+    def forward(self, images, tasks, image_sizes):
+        b, _, h, w = images.shape
+        self.heights.append(h)
+        small = h == 16
+        out = {}
+        for n in tasks:
+            if n == "boundaries":
+                f = torch.full((b, 1, h, w), h / 16)
+            elif n == "normals":
+                f = torch.zeros(b, 3, h, w)
+                f[:, 0 if small else 1] = 1.0
+            else:
+                f = torch.zeros(b, 2, -(-h // 4), -(-w // 4))
+                f[:, 1 if small else 0] = 1.0 if small else 2.0
+            out[n] = DenseOutput([f], f)
+        return out
+
+
+def test_averages_are_taken_over_soft_maps() -> None:
+    model = _KnownOutputs()
+    s = Sample(image=np.full((16, 16, 3), 100, np.uint8), id="c")
+    out = predict_multiscale(model, [s], scales=(1.0, 2.0))[0]
+    assert model.heights == [16, 32]
+    # boundaries: mean of sigmoid(1) and sigmoid(2) (probabilities are averaged, not logits)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    np.testing.assert_allclose(out["boundaries"], (sig(1.0) + sig(2.0)) / 2, rtol=1e-6)
+    # normals: the mean of (1,0,0) and (0,1,0), renormalised
+    np.testing.assert_allclose(out["normals"], np.broadcast_to([0.5**0.5, 0.5**0.5, 0.0], (16, 16, 3)), atol=1e-6)
+    # semseg: softmax([0,1]) = (0.269, 0.731), softmax([2,0]) = (0.881, 0.119); mean (0.575, 0.425) -> class 0
+    assert out["semseg"].shape == (16, 16) and (out["semseg"] == 0).all()
+
+
+def test_scales_are_validated() -> None:
+    assert check_scales([0.5, 1, 1.5]) == (0.5, 1.0, 1.5)
+    for bad in ([], [0.0], [1.0, 1.0], [5.0]):
+        with pytest.raises(ConfigError, match="test scales"):
+            check_scales(bad)
+
+
+def test_cli_scales_argument() -> None:
+    import argparse
+
+    from ubernet.cli.tables import scales_arg
+
+    assert scales_arg("0.5,1,1.5") == (0.5, 1.0, 1.5)
+    for bad in ("a,b", "1,1", "", "0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="e.g. 0.5,1,1.5"):
+            scales_arg(bad)
