@@ -110,3 +110,16 @@ def test_cli_scales_argument() -> None:
     for bad in ("a,b", "1,1", "", "0"):
         with pytest.raises(argparse.ArgumentTypeError, match="e.g. 0.5,1,1.5"):
             scales_arg(bad)
+
+
+def test_detection_comes_from_one_pass_at_scale_1(tiny_trunk, rng) -> None:
+    det = build_task("detection", num_classes=2, anchor_sizes=(8, 16), representation_size=32)
+    model = UberNet(trunk=tiny_trunk, tasks={"detection": det, "saliency": build_task("saliency")},
+                    scales=(1.0,)).eval()
+    s = _image(rng, 32, 40)
+    plain = predict_samples(model, [s], size_divisor=4)[0]["detection"]
+    for scales in ((0.5, 1.0, 2.0), (0.5, 2.0)):  # 1 absent: an extra pass at 1 for detection alone
+        multi = predict_multiscale(model, [s], scales=scales, size_divisor=4)[0]
+        for k in ("boxes", "scores", "labels"):
+            np.testing.assert_array_equal(plain[k], multi["detection"][k])
+        assert multi["saliency"].shape == (32, 40)
