@@ -54,6 +54,9 @@ def test_overrides_apply_and_are_validated() -> None:
         load_config(CONFIGS / "synthetic.yaml", ["train.steps"])
     with pytest.raises(ConfigError, match="eval.workers must be >= 0"):
         load_config(CONFIGS / "synthetic.yaml", ["eval.workers=-1"])
+    assert load_config(CONFIGS / "synthetic.yaml", ["eval.test_scales=[0.5,1,2]"]).eval.test_scales == [0.5, 1, 2]
+    with pytest.raises(ConfigError, match=r"eval\.test_scales: test scales must be distinct"):
+        load_config(CONFIGS / "synthetic.yaml", ["eval.test_scales=[1,1]"])
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -98,6 +98,8 @@ class EvalConfig:
     periodic_images: int = 20  # held-out images scored by the evaluations during training (curves); the final
     #                            evaluation always uses the whole held-out set
     workers: int = 0  # processes for the exact boundary matchers (0 = one per available core; 1 = serial)
+    # multi-scale testing (ubernet.multiscale): dense outputs averaged over these input scales; [1.0] = one pass
+    test_scales: list[float] = field(default_factory=lambda: [1.0])
 
 
 @dataclass
@@ -252,6 +254,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError("tasks: at least one task must be configured")
     from ubernet.data.transforms import Augment  # numpy + PIL only: cheap
 
+    if list(cfg.eval.test_scales) != [1.0]:
+        from ubernet.multiscale import check_scales
+
+        try:
+            check_scales(cfg.eval.test_scales)
+        except ConfigError as e:
+            raise ConfigError(f"eval.test_scales: {e}") from None
     if cfg.eval.workers < 0:
         raise ConfigError(f"eval.workers must be >= 0 (0 = one process per core, 1 = serial), got {cfg.eval.workers}")
     if cfg.eval.data.augment:

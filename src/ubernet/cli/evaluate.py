@@ -24,7 +24,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the full results here")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--scales", type=scales_arg, default=None,
-                   help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5")
+                   help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5 "
+                   "(default: the run's eval.test_scales)")
     p.add_argument("--workers", type=workers_arg, default=0,
                    help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     samples = eval_samples(cfg)
     tasks = args.tasks.split(",") if args.tasks else None
     results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model),
-                       workers=args.workers, scales=args.scales)
+                       workers=args.workers, scales=args.scales if args.scales is not None else cfg.eval.test_scales)
     print_metrics(headline(results, model))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
