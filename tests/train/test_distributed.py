@@ -38,6 +38,7 @@ DRAWS = 24  # global draws of the 2-rank runs
 CKPT_AT = 12  # rank 0 checkpoints here; a plain single process resumes from it
 SINGLE_TO = 11  # a plain single process checkpoints here; 2 ranks resume from it ...
 RESUME_TO = 22  # ... to here: rounds of 2 from draw 11, the last one partial (one rank sits it out)
+STOP_AT = 8  # rank 1 alone asks to stop after the round ending here
 BAD = "both-3"  # this sample's saliency loss is NaN: dropped, on whichever rank draws it
 CURRENT: dict[str, str] = {"id": ""}
 
@@ -110,7 +111,8 @@ def child_main(out: str) -> None:
     torch.set_num_threads(1)
     ctx = init_distributed()
     for tag, kind, draws in [("fresh-partial", "partial", DRAWS), ("fresh-full", "full", DRAWS),
-                             ("resume-partial", "partial", RESUME_TO), ("prefetch-full", "full", DRAWS)]:
+                             ("resume-partial", "partial", RESUME_TO), ("prefetch-full", "full", DRAWS),
+                             ("stop-full", "full", DRAWS)]:
         model, rule, sampler = build(kind)
         if tag.startswith("prefetch"):
             sampler.prefetch(2)  # DistributedTrainer makes each rank's worker load that rank's draws only
@@ -118,6 +120,13 @@ def child_main(out: str) -> None:
         if ctx.is_main and tag == "fresh-partial":  # only rank 0 writes, at draw CKPT_AT
             w = CheckpointHook(Path(out, "two-ranks.safetensors"), every=0)
             trainer.hooks = [make_hook(after_step=lambda tr, res, w=w: w.save(tr) if res.step == CKPT_AT else None)]
+        if tag == "stop-full" and not ctx.is_main:  # a stop asked for on rank 1 alone, after draw STOP_AT
+
+            def ask(tr, res) -> None:
+                if res.step >= STOP_AT:
+                    tr.stop_requested = True
+
+            trainer.hooks = [make_hook(after_step=ask)]
         if ctx.is_main and tag == "resume-partial":  # rank 0 only: train() hands the state to the others
             trainer.load_state(*load_checkpoint(os.path.join(out, "one-process.safetensors")))
         trainer.train(draws)
@@ -257,6 +266,13 @@ def test_prefetching_ranks_train_bit_identically(runs: Path) -> None:
         a = load_file(str(runs / f"fresh-full-rank{r}.safetensors"))
         b = load_file(str(runs / f"prefetch-full-rank{r}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_asked_on_one_rank_stops_every_rank_after_the_next_round(runs: Path) -> None:
+    got = info(runs, "stop-full")
+    # rank 1 asks after the round ending at draw STOP_AT; the next round's reduction tells rank 0; both stop there
+    assert got["step"] == got["position"] == STOP_AT + 2 < DRAWS
+    assert_ranks_identical(runs, "stop-full", 2)
 
 
 def test_single_process_checkpoint_resumes_on_two_ranks(runs: Path) -> None:
