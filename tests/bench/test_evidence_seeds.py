@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "evidence_seeds.py"
 
 
 @pytest.fixture(scope="module")
-def es():
-    spec = importlib.util.spec_from_file_location("evidence_seeds", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def es(load_benchmark):
+    return load_benchmark("evidence_seeds")
 
 
 def run(seed: int, diffs: list[float], overrides: tuple[str, ...] = ("train.rule=sgd",)) -> dict:

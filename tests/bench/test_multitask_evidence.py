@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from importlib import resources
 from pathlib import Path
 
@@ -12,15 +11,10 @@ import torch
 from ubernet.api import build_union
 from ubernet.train.async_sgd import AsyncSGD, GroupSpec
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "multitask_evidence.py"
-
 
 @pytest.fixture(scope="module")
-def ev():
-    spec = importlib.util.spec_from_file_location("multitask_evidence", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def ev(load_benchmark):
+    return load_benchmark("multitask_evidence")
 
 
 def test_single_task_runs_replay_exactly_their_tasks_samples_of_the_union(ev) -> None:
