@@ -73,6 +73,9 @@ def markdown(summary: dict[str, Any], cmds: dict[str, str]) -> str:
         lines.append(f"| boundaries | {summary['predict_folder']['images']} images of the predicted folder "
                      f"| {f['images']} | {f['ods']:.4f} | {f['ois']:.4f} | {f['ap']:.4f} | | |")
     u = summary["union"]
+    scales = summary.get("test_scales", [1.0])  # reports written before multi-scale testing have none
+    test_scales = ("1 (one pass)" if scales == [1.0]
+                   else ", ".join(f"{x:g}" for x in scales) + " (predictions averaged)")
     lines += [
         "",
         f"Training: {summary['steps_done']} of {summary['steps_planned']} planned steps (one image each; "
@@ -83,9 +86,7 @@ def markdown(summary: dict[str, Any], cmds: dict[str, str]) -> str:
         f"{b['cpu_seconds_per_image']} CPU s/image, {b['seconds']} s for {b['images']} images on "
         f"{b['workers']} processes. Hold-out: {len(summary['holdout'])} images"
         + (" (their boundaries trained)" if summary["holdout_boundaries"] else " (left out of training entirely)")
-        + ". Test scales: "
-        + (", ".join(f"{s:g}" for s in summary.get("test_scales", [1.0])) + " (predictions averaged)"
-           if summary.get("test_scales", [1.0]) != [1.0] else "1 (one pass)") + ".",
+        + f". Test scales: {test_scales}.",
         "",
         "```",
         cmds["run"],

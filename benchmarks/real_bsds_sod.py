@@ -254,18 +254,18 @@ def main(argv: list[str] | None = None) -> int:
     (out / "eval-val.txt").write_text("".join(f"{r.id}\n" for r in vals))
     (out / "eval-holdout.txt").write_text("".join(f"{r.id}\n" for r in held))
     res: dict[str, Any] = {}
-    ms = {"scales": args.test_scales}
     res["predict_val"] = predict_folder(model, [(r.id, r.image_path) for r in vals], pred, "val", ["boundaries"],
-                                        **ms)
+                                        scales=args.test_scales)
     res["boundaries_val"] = score_boundaries(pred / "boundaries" / "val", data / "bsds500" / "groundTruth" / "val",
                                              [r.id for r in vals], workers=args.eval_workers)
     res["predict_holdout"] = predict_folder(model, [(r.id, r.image_path) for r in held], pred, "holdout",
-                                            ["saliency"], **ms)
+                                            ["saliency"], scales=args.test_scales)
     res["saliency_holdout"] = score_saliency(pred / "saliency" / "holdout", data / "sod" / "masks",
                                              [r.id for r in held])
     if folder:
         name = args.predict_folder.name
-        res["predict_folder"] = predict_folder(model, folder, pred, name, list(model.tasks), **ms)
+        res["predict_folder"] = predict_folder(model, folder, pred, name, list(model.tasks),
+                                               scales=args.test_scales)
         if args.predict_gt is not None:
             res["boundaries_folder"] = score_boundaries(pred / "boundaries" / name, args.predict_gt,
                                                         [s for s, _ in folder], workers=args.eval_workers)

@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from ubernet.config import check_scales
 from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError
 from ubernet.evaluation import predict_samples
 from ubernet.models.heads import DenseOutput
 from ubernet.models.ubernet import UberNet
-from ubernet.multiscale import check_scales, predict_multiscale
+from ubernet.multiscale import predict_multiscale
 from ubernet.tasks.base import build_task
 
 

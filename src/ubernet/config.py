@@ -227,6 +227,14 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return cfg
 
 
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """Validated test scales of multi-scale testing (:mod:`ubernet.multiscale`): distinct, in [0.1, 4]."""
+    out = tuple(float(s) for s in scales)
+    if not out or any(not 0.1 <= s <= 4.0 for s in out) or len(set(out)) != len(out):
+        raise ConfigError(f"test scales must be distinct numbers in [0.1, 4], got {list(scales)}")
+    return out
+
+
 def _choice(key: str, value: str, valid: Sequence[str]) -> None:
     if value not in valid:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(valid)}")
@@ -254,13 +262,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("tasks: at least one task must be configured")
     from ubernet.data.transforms import Augment  # numpy + PIL only: cheap
 
-    if list(cfg.eval.test_scales) != [1.0]:
-        from ubernet.multiscale import check_scales
-
-        try:
-            check_scales(cfg.eval.test_scales)
-        except ConfigError as e:
-            raise ConfigError(f"eval.test_scales: {e}") from None
+    try:
+        check_scales(cfg.eval.test_scales)
+    except ConfigError as e:
+        raise ConfigError(f"eval.test_scales: {e}") from None
     if cfg.eval.workers < 0:
         raise ConfigError(f"eval.workers must be >= 0 (0 = one process per core, 1 = serial), got {cfg.eval.workers}")
     if cfg.eval.data.augment:

@@ -20,18 +20,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ubernet.config import check_scales
 from ubernet.data.sample import Sample
-from ubernet.errors import ConfigError
 from ubernet.models.ubernet import UberNet
 from ubernet.tasks.dense import DenseTask
-
-
-def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
-    """Validated test scales (positive, at most 4, no repeats); a ConfigError says what is valid."""
-    out = tuple(float(s) for s in scales)
-    if not out or any(not 0.1 <= s <= 4.0 for s in out) or len(set(out)) != len(out):
-        raise ConfigError(f"test scales must be distinct numbers in [0.1, 4], got {list(scales)}")
-    return out
+from ubernet.train.engine import pad_images
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -45,19 +38,12 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def _batch(samples: Sequence[Sample], scale: float, divisor: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """The samples' images resized by ``scale``, as ``Tensor[B, 3, H, W]`` in [0, 255] zero-padded bottom/right to
     a common size rounded up to ``divisor``, and each image's resized real size."""
-    imgs, sizes = [], []
+    imgs = []
     for s in samples:
         h, w = s.size
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
         x = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
-        imgs.append(_resize(x, size).clamp_(0, 255)[0])
-        sizes.append(size)
-    hh = -(-max(a for a, _ in sizes) // divisor) * divisor
-    ww = -(-max(b for _, b in sizes) // divisor) * divisor
-    out = torch.zeros(len(samples), 3, hh, ww)
-    for i, (x, (a, b)) in enumerate(zip(imgs, sizes)):
-        out[i, :, :a, :b] = x
-    return out, sizes
+        imgs.append(_resize(x, (max(1, round(h * scale)), max(1, round(w * scale)))).clamp_(0, 255)[0])
+    return pad_images(imgs, divisor)
 
 
 @torch.inference_mode()

@@ -17,8 +17,8 @@ def scales_arg(text: str) -> tuple[float, ...]:
     """argparse type of ``--scales``: comma-separated test scales, e.g. ``0.5,1,1.5``."""
     import argparse
 
+    from ubernet.config import check_scales
     from ubernet.errors import ConfigError
-    from ubernet.multiscale import check_scales
 
     try:
         return check_scales([float(x) for x in text.split(",") if x.strip()])

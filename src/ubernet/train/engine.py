@@ -31,14 +31,20 @@ from ubernet.train.weighting import UncertaintyWeighting
 def collate_images(samples: Sequence[Sample], size_divisor: int = 1) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Stack uint8 ``H×W×3`` images into ``Tensor[B, 3, H, W]`` float in [0, 255], zero-padded bottom/right to a
     common size (rounded up to ``size_divisor``); returns the tensor and the real ``(H, W)`` of each image."""
-    sizes = [s.size for s in samples]
+    return pad_images([torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1) for s in samples],
+                      size_divisor)
+
+
+def pad_images(images: Sequence[torch.Tensor], size_divisor: int = 1) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Stack ``Tensor[3, h_i, w_i]`` images (any dtype, values in [0, 255]) into float ``Tensor[B, 3, H, W]``,
+    zero-padded bottom/right to a common size rounded up to ``size_divisor``; returns it and each ``(h_i, w_i)``."""
+    sizes = [(int(x.shape[-2]), int(x.shape[-1])) for x in images]
     h = max(a for a, _ in sizes)
     w = max(b for _, b in sizes)
     h, w = -(-h // size_divisor) * size_divisor, -(-w // size_divisor) * size_divisor
-    out = torch.zeros(len(samples), 3, h, w)
-    for i, s in enumerate(samples):
-        a, b = s.size
-        out[i, :, :a, :b] = torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1).float()
+    out = torch.zeros(len(images), 3, h, w)
+    for i, (x, (a, b)) in enumerate(zip(images, sizes)):
+        out[i, :, :a, :b] = x  # the copy converts to float
     return out, sizes
 
 
