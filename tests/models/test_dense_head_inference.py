@@ -27,9 +27,11 @@ def _taps(dtype: torch.dtype, requires_grad: bool = False) -> list[list[torch.Te
     return out
 
 
-def _head(dtype: torch.dtype, out_stride: int = 1) -> DenseHead:
+def _head(dtype: torch.dtype, out_stride: int = 1, hidden: int = 0) -> DenseHead:
+    """``hidden`` > 0: the nonlinear block on the stride-4 taps c and d (the folding must not touch it)."""
     torch.manual_seed(0)
-    head = DenseHead(taps=SPECS, out_channels=3, out_stride=out_stride, num_scales=len(SCALES)).to(dtype)
+    head = DenseHead(taps=SPECS, out_channels=3, out_stride=out_stride, num_scales=len(SCALES), hidden=hidden,
+                     hidden_min_stride=4).to(dtype)
     for p in head.parameters():
         torch.nn.init.normal_(p)
     return head
@@ -41,8 +43,8 @@ def _reference(head: DenseHead, feats: list[list[torch.Tensor]], size: tuple[int
     per_scale = []
     for taps in feats:
         maps = []
-        for conv, i in zip(head.skips, head.tap_index):
-            m = conv(taps[i])
+        for block, conv, i in zip(head.blocks, head.skips, head.tap_index):
+            m = conv(block(taps[i]))
             if m.shape[-2:] != size:
                 m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
             maps.append(m)
@@ -51,9 +53,9 @@ def _reference(head: DenseHead, feats: list[list[torch.Tensor]], size: tuple[int
     return head.scale_fuse(torch.stack(per_scale, dim=2).flatten(1, 2)), per_scale
 
 
-@pytest.mark.parametrize("out_stride", [1, 2])
-def test_inference_fused_equals_paper_definition(out_stride: int) -> None:
-    head = _head(torch.float64, out_stride)
+@pytest.mark.parametrize(("out_stride", "hidden"), [(1, 0), (2, 0), (1, 5)])
+def test_inference_fused_equals_paper_definition(out_stride: int, hidden: int) -> None:
+    head = _head(torch.float64, out_stride, hidden)
     feats = _taps(torch.float64)
     size = (-(-H // out_stride), -(-W // out_stride))
     want, want_scales = _reference(head, feats, size)
@@ -66,8 +68,9 @@ def test_inference_fused_equals_paper_definition(out_stride: int) -> None:
             torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
 
 
-def test_inference_path_equals_training_path_fp32() -> None:
-    head = _head(torch.float32)
+@pytest.mark.parametrize("hidden", [0, 5])
+def test_inference_path_equals_training_path_fp32(hidden: int) -> None:
+    head = _head(torch.float32, hidden=hidden)
     feats = _taps(torch.float32)
     train_out = head(feats, image_hw=(H, W))  # autograd on: every scale, then scale fusion
     assert train_out._scales is not None
@@ -96,3 +99,12 @@ def test_dense_output_needs_fused_and_scales() -> None:
     calls = []
     out = DenseOutput(fused=x, scales_fn=lambda: calls.append(1) or [x, x])
     assert out.scales == [x, x] and out.scales == [x, x] and calls == [1]
+
+
+def test_hidden_block_only_on_deep_taps() -> None:
+    head = DenseHead(taps=SPECS, out_channels=3, hidden=7, hidden_min_stride=4)
+    has_block = [isinstance(b, torch.nn.Sequential) for b in head.blocks]
+    assert has_block == [False, False, True, True]  # strides 1, 2, 4, 4
+    assert [c.in_channels for c in head.skips] == [4, 6, 7, 7]
+    linear = DenseHead(taps=SPECS, out_channels=3)
+    assert not any(k.startswith("blocks.") for k in linear.state_dict())  # the paper's head: keys unchanged

@@ -148,7 +148,8 @@ def test_channelwise_fusion_equals_grouped_conv() -> None:
     torch.testing.assert_close(DenseHead._fuse(head.layer_fuse, maps), grouped)
 
 
-def test_folded_forward_scale_equals_paper_definition() -> None:
+@pytest.mark.parametrize("hidden", [0, 2])
+def test_folded_forward_scale_equals_paper_definition(hidden: int) -> None:
     """forward_scale folds the fusion weights into the skip convs and sums equal-resolution taps before upsampling;
     it must equal upsample-every-tap-then-grouped-fusion (paper Fig. 2), in value and in every gradient."""
     import torch.nn.functional as F
@@ -158,16 +159,16 @@ def test_folded_forward_scale_equals_paper_definition() -> None:
 
     torch.manual_seed(0)
     specs = [TapSpec("a", 4, 1), TapSpec("b", 6, 2), TapSpec("c", 5, 4), TapSpec("d", 3, 4)]  # c, d share a stride
-    head = DenseHead(taps=specs, out_channels=3).double()
+    head = DenseHead(taps=specs, out_channels=3, hidden=hidden, hidden_min_stride=2).double()
     for p in head.parameters():
         torch.nn.init.normal_(p)
     taps = [torch.randn(2, s.channels, 20 // s.stride, 24 // s.stride, dtype=torch.float64, requires_grad=True)
             for s in specs]
 
     def reference() -> torch.Tensor:
-        maps = [F.interpolate(conv(taps[i]), size=(20, 24), mode="bilinear", align_corners=False)
-                if conv(taps[i]).shape[-2:] != (20, 24) else conv(taps[i])
-                for conv, i in zip(head.skips, head.tap_index)]
+        maps = [F.interpolate(conv(block(taps[i])), size=(20, 24), mode="bilinear", align_corners=False)
+                if conv(block(taps[i])).shape[-2:] != (20, 24) else conv(block(taps[i]))
+                for block, conv, i in zip(head.blocks, head.skips, head.tap_index)]
         return head.layer_fuse(torch.stack(maps, dim=2).flatten(1, 2))
 
     g = torch.randn(2, 3, 20, 24, dtype=torch.float64)
@@ -178,3 +179,13 @@ def test_folded_forward_scale_equals_paper_definition() -> None:
     got = torch.autograd.grad((out * g).sum(), params)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("opts", "match"), [({"head_hidden": -1}, "semseg.head_hidden"),
+                                             ({"head_hidden": 2.5}, "semseg.head_hidden"),
+                                             ({"head_min_stride": 3}, "semseg.head_min_stride")])
+def test_head_options_are_validated(opts, match) -> None:
+    from ubernet.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        build_task("semseg", num_classes=3, **opts)

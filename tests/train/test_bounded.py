@@ -31,7 +31,8 @@ def make_model(trunk, scales, checkpoint_segments=0, stem_tap=0):
         "boundaries": build_task("boundaries", loss="mil"),
         "normals": build_task("normals"),
         "saliency": build_task("saliency", loss_weight=2.0),
-        "semseg": build_task("semseg", num_classes=4),
+        # the nonlinear head block on the deeper taps: a branch with parameters of its own before the skips
+        "semseg": build_task("semseg", num_classes=4, head_hidden=3, head_min_stride=2),
     }
     return UberNet(trunk=trunk, tasks=tasks, scales=scales, checkpoint_segments=checkpoint_segments,
                    stem_tap=stem_tap)

@@ -1,7 +1,8 @@
 """UberNet's dense task branch: linear skip layers, layer fusion and scale fusion (paper Fig. 2).
 
 For task t and trunk tap i, a *linear* 1×1 map E_i^t turns the (batch-normalised) tap into t's score channels at
-the tap's own resolution — cheap, since it runs before any upsampling. Each per-tap score map is bilinearly
+the tap's own resolution (optionally, beyond the paper, after a small 3×3 conv + ReLU on the deep taps:
+``hidden``) — cheap, since it runs before any upsampling. Each per-tap score map is bilinearly
 interpolated to the task's output resolution and the maps are fused by a learned 1×1 map over their
 concatenation (layer fusion F^t; the raw features are never concatenated). The same E and F serve every pyramid
 scale (the trunk's weights are tied across scales, so are the skip layers); the per-scale outputs are fused by a
@@ -67,6 +68,11 @@ class DenseHead(nn.Module):
         out_stride: output resolution relative to the input (1 = full resolution, 4 = quarter).
         num_scales: number of pyramid scales whose outputs are fused.
         use_taps: indices of the taps to read (default all).
+        hidden: channels of an optional nonlinear block (3×3 conv + ReLU, at the tap's resolution) in front of
+            the 1×1 skip of every tap with stride >= ``hidden_min_stride``; 0 (default) keeps the paper's linear
+            skips. The linear skips of a from-scratch trunk give the recognition tasks (semseg, semantic
+            boundaries) too little capacity of their own; the block is cheap because the deep taps are small.
+        hidden_min_stride: the shallowest tap stride that gets the block.
     """
 
     def __init__(
@@ -77,15 +83,26 @@ class DenseHead(nn.Module):
         out_stride: int = 1,
         num_scales: int = 1,
         use_taps: Sequence[int] | None = None,
+        hidden: int = 0,
+        hidden_min_stride: int = 8,
     ) -> None:
         super().__init__()
         self.tap_index = list(range(len(taps))) if use_taps is None else list(use_taps)
         if not self.tap_index:
             raise ValueError("a dense head needs at least one tap")
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.out_channels = out_channels
         self.out_stride = out_stride
         self.num_scales = num_scales
-        self.skips = nn.ModuleList(nn.Conv2d(taps[i].channels, out_channels, 1) for i in self.tap_index)
+        # Identity where a tap has no block, so state-dict keys stay `blocks.<k>.0.weight` for the others.
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(taps[i].channels, hidden, 3, padding=1), nn.ReLU())
+            if hidden and taps[i].stride >= hidden_min_stride else nn.Identity()
+            for i in self.tap_index)
+        self.skips = nn.ModuleList(
+            nn.Conv2d(hidden if isinstance(b, nn.Sequential) else taps[i].channels, out_channels, 1)
+            for b, i in zip(self.blocks, self.tap_index))
         n = len(self.tap_index)
         # Grouped 1×1 conv: output channel c fuses channel c of every tap's score map. Initialised to the mean
         # of the taps (as HED's fusion layer), so training starts from a plain average and learns the weights.
@@ -95,6 +112,10 @@ class DenseHead(nn.Module):
         for conv in self.skips:
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
+        for block in self.blocks:
+            if isinstance(block, nn.Sequential):
+                nn.init.kaiming_normal_(block[0].weight, nonlinearity="relu")
+                nn.init.zeros_(block[0].bias)
         if num_scales > 1:
             self.scale_fuse: nn.Module | None = nn.Conv2d(out_channels * num_scales, out_channels, 1,
                                                         groups=out_channels)
@@ -146,12 +167,13 @@ class DenseHead(nn.Module):
         folded into the 1×1 conv, into ``by_res`` under its resolution (in place); ``extra_bias`` ``[C]`` goes
         into the first tap's bias."""
         wl = self.layer_fuse.weight[:, :, 0, 0]  # [C, n taps]
-        for k, (conv, i) in enumerate(zip(self.skips, self.tap_index)):
+        for k, (block, conv, i) in enumerate(zip(self.blocks, self.skips, self.tap_index)):
             wk = wl[:, k] if scale_weight is None else wl[:, k] * scale_weight
             bias = conv.bias * wk  # type: ignore[operator]
             if k == 0:
                 bias = bias + extra_bias
-            score = F.conv2d(taps[i], conv.weight * wk.view(-1, 1, 1, 1), bias)
+            # Folding stays exact with a block: the fusion weights scale the *last* (linear) layer only.
+            score = F.conv2d(block(taps[i]), conv.weight * wk.view(-1, 1, 1, 1), bias)
             key = (int(score.shape[-2]), int(score.shape[-1]))
             if key in by_res:
                 by_res[key].add_(score)

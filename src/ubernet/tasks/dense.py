@@ -31,6 +31,10 @@ class DenseTask(Task):
         scale_loss_weight: weight of the loss on each pyramid scale's own output (deep supervision); the fused
             output has weight 1. Ignored with a single scale (the scale output *is* the fused output).
         out_stride: output resolution relative to the input; the default is the task's (1 or 4).
+        head_hidden: channels of the head's optional nonlinear block (3×3 conv + ReLU) on the taps of stride
+            >= ``head_min_stride`` before their 1×1 skips (:class:`DenseHead` ``hidden``); 0 = the paper's
+            linear skips.
+        head_min_stride: the shallowest tap stride that gets the block.
     """
 
     #: target field read from the sample (the first of ``fields``).
@@ -39,12 +43,20 @@ class DenseTask(Task):
     pad_value: float = 255
 
     def __init__(self, *, loss_weight: float = 1.0, scale_loss_weight: float = 0.5,
-                 out_stride: int | None = None) -> None:
+                 out_stride: int | None = None, head_hidden: int = 0, head_min_stride: int = 8) -> None:
         super().__init__(loss_weight=loss_weight)
         self.scale_loss_weight = float(scale_loss_weight)
         self.out_stride = int(out_stride or self.default_stride)
         if self.out_stride not in (1, 2, 4, 8):
             raise ConfigError(f"{self.name}.out_stride must be one of 1, 2, 4, 8; got {out_stride}")
+        if not (isinstance(head_hidden, int) and head_hidden >= 0):
+            raise ConfigError(f"{self.name}.head_hidden must be an integer >= 0 (0 = linear skips); "
+                              f"got {head_hidden!r}")
+        if head_min_stride not in (1, 2, 4, 8, 16, 32):
+            raise ConfigError(f"{self.name}.head_min_stride must be one of 1, 2, 4, 8, 16, 32; "
+                              f"got {head_min_stride!r}")
+        self.head_hidden = head_hidden
+        self.head_min_stride = int(head_min_stride)
 
     @property
     @abstractmethod
@@ -54,7 +66,7 @@ class DenseTask(Task):
     # --- model side -------------------------------------------------------------------------------------------
     def build_head(self, *, taps: Sequence[TapSpec], num_scales: int) -> DenseHead:
         return DenseHead(taps=taps, out_channels=self.out_channels, out_stride=self.out_stride,
-                         num_scales=num_scales)
+                         num_scales=num_scales, hidden=self.head_hidden, hidden_min_stride=self.head_min_stride)
 
     @abstractmethod
     def target_tensor(self, sample: Sample) -> torch.Tensor:
