@@ -6,6 +6,7 @@ ResNet-50, MobileNetV2 Table 2 with torchvision's rounding), never read from the
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -170,6 +171,25 @@ def test_checkpointed_equals_plain_and_every_param_gets_a_gradient(
 def _is_bn_param(trunk: Trunk, param_name: str) -> bool:
     module = trunk.get_submodule(param_name.rsplit(".", 1)[0])
     return isinstance(module, nn.BatchNorm2d)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "compact"])
+def test_checkpointed_updates_batch_norm_statistics_once(name: str) -> None:
+    """Recomputation in the backward must not move the running statistics a second time: after one step they
+    equal a plain forward's (momentum 0.1 from the initial 0 / 1), and num_batches_tracked is 1."""
+    torch.manual_seed(0)
+    ckpt_trunk = build_trunk(name, **SMALL[name], freeze_bn=False).train()
+    plain_trunk = copy.deepcopy(ckpt_trunk)
+    x = torch.randn(2, 3, 32, 32)
+    _loss(plain_trunk(x)).backward()
+    _loss(ckpt_trunk.forward_checkpointed(x, segments=3)).backward()
+    bns = [(n, m) for n, m in ckpt_trunk.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(m.track_running_stats for _, m in bns)  # switched back on after the recomputation
+    plain = dict(plain_trunk.named_buffers())
+    for n, buf in ckpt_trunk.named_buffers():
+        torch.testing.assert_close(buf, plain[n], rtol=0, atol=0, msg=n)
+        if n.endswith("num_batches_tracked"):
+            assert int(buf) == 1, n
 
 
 def test_checkpointed_without_grad_is_plain_forward() -> None:

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ubernet.models.trunks.base import running_stats_kept
+
 #: ``keep_deepest="auto"`` keeps the deepest segment's graph from the forward (no recomputation) when the
 #: activations it saves, over every pyramid scale, are estimated at no more than this
 KEEP_DEEPEST_MAX_BYTES = 64 * 2**20
@@ -64,17 +66,6 @@ def _replay_rng(state: tuple[Tensor, Tensor | None], device: torch.device) -> It
         if state[1] is not None:
             torch.cuda.set_rng_state(state[1], device)
         yield
-
-
-def _batch_norm_stats(modules: list[nn.Module]) -> list[tuple[Tensor, Tensor]]:
-    """Snapshot of the running statistics that training-mode BatchNorm layers would update."""
-    out = []
-    for m in (sub for module in modules for sub in module.modules()):
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats:
-            for buf in (m.running_mean, m.running_var, m.num_batches_tracked):
-                if buf is not None:
-                    out.append((buf, buf.clone()))
-    return out
 
 
 def _renorm(norm: nn.Module, raw: Tensor) -> Tensor:
@@ -244,8 +235,7 @@ class BranchPoint:
                 leaf.grad = None
         self.feats = []
         model, layers = self.model, self._layers
-        restore = _batch_norm_stats(self._modules)
-        try:
+        with running_stats_kept(self._modules):
             for s in reversed(range(len(self._scales))):
                 x, segs = self._scales[s]
                 self._scales[s] = (x, [])
@@ -276,9 +266,6 @@ class BranchPoint:
                         torch.autograd.backward([raw], [g])
                     del raw, g
                 self._scales[s] = (torch.empty(0), [])
-        finally:
-            for buf, saved in restore:
-                buf.copy_(saved)
 
 
 def _norm_backward(norm: nn.Module, raw: Tensor, grad: Tensor) -> Tensor | None:

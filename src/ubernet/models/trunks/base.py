@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -96,6 +96,23 @@ def _run_segment(modules: Sequence[nn.Module], names: Sequence[str | None], x: T
         if name is not None:
             taps.append(x)
     return (x, *taps)
+
+
+@contextmanager
+def running_stats_kept(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Restore, on exit, the running statistics (and ``num_batches_tracked``) of the training-mode BatchNorm
+    layers in ``modules``: a recomputation normalises with batch statistics exactly as the forward did, but must
+    not update them a second time. (Restoring a snapshot rather than switching tracking off keeps the ops, and
+    so the tensors autograd saves, identical to the forward's, as non-reentrant checkpointing requires.)"""
+    saved = [(buf, buf.clone())
+             for module in modules for m in module.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+             for buf in (m.running_mean, m.running_var, m.num_batches_tracked) if buf is not None]
+    try:
+        yield
+    finally:
+        for buf, value in saved:
+            buf.copy_(value)
 
 
 # oneDNN's fused convolution + post-op (a private op of CPU builds); without it every layer runs as usual
@@ -252,10 +269,8 @@ class Trunk(lowp.CachedCastMixin):
         """Same result as :meth:`forward`, but the layer list is cut into at most ``segments`` consecutive
         pieces (by activation memory: :meth:`checkpoint_plan`), each run under non-reentrant activation
         checkpointing: only segment inputs and tap outputs are kept, everything inside a segment is recomputed
-        during backward.
-
-        Note: BatchNorm layers in training mode (``freeze_bn=False``) update their running statistics twice
-        per step here (forward and recomputation); outputs and gradients are unaffected.
+        during backward. Training-mode BatchNorm layers update their running statistics once, in the forward
+        (the recomputation normalises with the same batch statistics without tracking them).
         """
         if not torch.is_grad_enabled():
             return self.forward(x)  # nothing would be saved for backward anyway
@@ -265,7 +280,8 @@ class Trunk(lowp.CachedCastMixin):
             modules = [m for m, _ in layers[start:end]]
             names = [n for _, n in layers[start:end]]
             fn = functools.partial(_run_segment, modules, names)
-            out = checkpoint(fn, x, use_reentrant=False)
+            contexts = functools.partial(lambda ms: (nullcontext(), running_stats_kept(ms)), modules)
+            out = checkpoint(fn, x, use_reentrant=False, context_fn=contexts)
             x = out[0]
             feats.extend(out[1:])
         return feats
