@@ -70,8 +70,8 @@ class DenseHead(nn.Module):
         use_taps: indices of the taps to read (default all).
         hidden: channels of an optional nonlinear block (3×3 conv + ReLU, at the tap's resolution) in front of
             the 1×1 skip of every tap with stride >= ``hidden_min_stride``; 0 (default) keeps the paper's linear
-            skips. The linear skips of a from-scratch trunk give the recognition tasks (semseg, semantic
-            boundaries) too little capacity of their own; the block is cheap because the deep taps are small.
+            skips. Beyond the paper: capacity of the task's own, cheap because the deep taps are small (on the
+            synthetic demo it helped at 8k samples but not at 21.6k: docs/benchmarks.md, fifth round).
         hidden_min_stride: the shallowest tap stride that gets the block.
     """
 

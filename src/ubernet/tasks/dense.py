@@ -49,7 +49,7 @@ class DenseTask(Task):
         self.out_stride = int(out_stride or self.default_stride)
         if self.out_stride not in (1, 2, 4, 8):
             raise ConfigError(f"{self.name}.out_stride must be one of 1, 2, 4, 8; got {out_stride}")
-        if not (isinstance(head_hidden, int) and head_hidden >= 0):
+        if isinstance(head_hidden, bool) or not (isinstance(head_hidden, int) and head_hidden >= 0):
             raise ConfigError(f"{self.name}.head_hidden must be an integer >= 0 (0 = linear skips); "
                               f"got {head_hidden!r}")
         if head_min_stride not in (1, 2, 4, 8, 16, 32):

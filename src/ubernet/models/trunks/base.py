@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +113,13 @@ def running_stats_kept(modules: Sequence[nn.Module]) -> Iterator[None]:
     finally:
         for buf, value in saved:
             buf.copy_(value)
+
+
+def _recompute_keeps_stats(modules: Sequence[nn.Module]) -> tuple[AbstractContextManager[None],
+                                                                  AbstractContextManager[None]]:
+    """``context_fn`` of a checkpointed segment: nothing around the forward, :func:`running_stats_kept` around
+    the recomputation."""
+    return nullcontext(), running_stats_kept(modules)
 
 
 # oneDNN's fused convolution + post-op (a private op of CPU builds); without it every layer runs as usual
@@ -270,7 +277,7 @@ class Trunk(lowp.CachedCastMixin):
         pieces (by activation memory: :meth:`checkpoint_plan`), each run under non-reentrant activation
         checkpointing: only segment inputs and tap outputs are kept, everything inside a segment is recomputed
         during backward. Training-mode BatchNorm layers update their running statistics once, in the forward
-        (the recomputation normalises with the same batch statistics without tracking them).
+        (the recomputation normalises with the same batch statistics; its update is undone).
         """
         if not torch.is_grad_enabled():
             return self.forward(x)  # nothing would be saved for backward anyway
@@ -280,8 +287,8 @@ class Trunk(lowp.CachedCastMixin):
             modules = [m for m, _ in layers[start:end]]
             names = [n for _, n in layers[start:end]]
             fn = functools.partial(_run_segment, modules, names)
-            contexts = functools.partial(lambda ms: (nullcontext(), running_stats_kept(ms)), modules)
-            out = checkpoint(fn, x, use_reentrant=False, context_fn=contexts)
+            out = checkpoint(fn, x, use_reentrant=False,
+                             context_fn=functools.partial(_recompute_keeps_stats, modules))
             x = out[0]
             feats.extend(out[1:])
         return feats
