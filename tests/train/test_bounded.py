@@ -80,7 +80,8 @@ def test_bounded_equals_summed(tiny_trunk, tasks, scales, segments, stem) -> Non
     torch.manual_seed(1)
     l1, g1 = grads_of(model, summed_backward, samples)
     torch.manual_seed(1)
-    l2, g2 = grads_of(model, bounded_backward, samples)
+    # the in-place tap gradients on (at these sizes "auto" would leave them off; the float64 test runs both)
+    l2, g2 = grads_of(model, lambda *a: bounded_backward(*a, tap_grads=True), samples)
     assert l1 == l2
     assert set(g1) == set(g2)
     # every trunk parameter and every head of a labelled task has a gradient; other heads have none
@@ -115,7 +116,8 @@ def grads_of_float64(model, fn, samples):
 
 @pytest.mark.parametrize("segments", [0, 2])
 @pytest.mark.parametrize("per_scale", [True, False, "auto"])
-def test_bounded_equals_summed_float64(tiny_trunk, segments, per_scale) -> None:
+@pytest.mark.parametrize("tap_grads", [True, False])
+def test_bounded_equals_summed_float64(tiny_trunk, segments, per_scale, tap_grads) -> None:
     """Every gradient of the bounded backward equals the summed one to 1e-12 of its largest entry (float64)."""
     torch.manual_seed(0)
     tasks = ["boundaries", "normals", "saliency", "semseg"]
@@ -127,7 +129,8 @@ def test_bounded_equals_summed_float64(tiny_trunk, segments, per_scale) -> None:
     torch.manual_seed(1)
     l1, g1 = grads_of_float64(model, summed_backward, samples)
     torch.manual_seed(1)
-    l2, g2 = grads_of_float64(model, lambda *a: bounded_backward(*a, per_scale=per_scale), samples)
+    l2, g2 = grads_of_float64(model, lambda *a: bounded_backward(*a, per_scale=per_scale, tap_grads=tap_grads),
+                              samples)
     assert l1 == l2
     _compare(g1, g2, tasks, float64=True)
 
@@ -460,6 +463,38 @@ def test_accumulate_tap_grads_matches_autograd() -> None:
     assert leaf.grad is buffer  # accumulated in place, no new buffer
     for name, got in (("x", leaf.grad), ("w1", w1.grad), ("b1", b1.grad), ("w3", w3.grad)):
         torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_tap_grads_auto_picks_by_largest_leaf(tiny_trunk, monkeypatch) -> None:
+    """``tap_grads="auto"`` enters the in-place mode exactly when the largest leaf holds at least
+    TAP_GRADS_MIN_BYTES (numel × element size); ``True`` / ``False`` force it; anything else is refused."""
+    from ubernet.train import tap_grads as tg
+
+    leaves = [torch.zeros(2, 4, 16, 16, requires_grad=True),  # 2048 floats: 8192 bytes
+              torch.zeros(2, 8, 4, 4, dtype=torch.bfloat16, requires_grad=True)]  # 256 bf16: 512 bytes
+    for threshold, expected in ((8192, True), (8193, False), (512, True)):
+        monkeypatch.setattr(tg, "TAP_GRADS_MIN_BYTES", threshold)
+        assert tg.use_tap_grads("auto", leaves) is expected, threshold
+    assert tg.use_tap_grads(True, []) is True and tg.use_tap_grads(False, leaves) is False
+    with pytest.raises(ValueError, match="tap_grads"):
+        tg.use_tap_grads("on", leaves)
+    # the bounded backward follows the rule
+    torch.manual_seed(0)
+    model = make_model(tiny_trunk, (1.0,), 0, 0)
+    samples = make_batch(np.random.default_rng(1), ["boundaries", "saliency"])
+    entered: list[int] = []
+    real = tg.AccumulateTapGrads
+
+    def spy(ls):
+        entered.append(1)
+        return real(ls)
+
+    monkeypatch.setattr("ubernet.train.bounded.AccumulateTapGrads", spy)
+    for threshold, runs in ((0, 2), (2**40, 0)):
+        monkeypatch.setattr(tg, "TAP_GRADS_MIN_BYTES", threshold)
+        entered.clear()
+        grads_of(model, bounded_backward, samples)
+        assert len(entered) == runs, threshold
 
 
 @pytest.mark.parametrize("leaf", [True, False])

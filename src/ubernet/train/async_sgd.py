@@ -103,11 +103,14 @@ class AsyncSGD:
                 seen.add(id(p))
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         for g in groups:
+            # PyTorch's default on CPU is a Python loop over tensors: on the demo (8 group updates a step) the
+            # update took 14 ms of a 260-ms step; fused AdamW (one kernel over the group) 8.6 ms. SGD: foreach.
             if g.rule == "sgd":
                 opt: torch.optim.Optimizer = torch.optim.SGD(g.params, lr=g.lr, momentum=g.momentum,
-                                                             weight_decay=g.weight_decay)
+                                                             weight_decay=g.weight_decay, foreach=True)
             else:
-                opt = torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
+                opt = torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay,
+                                        fused=True)
             self.optimizers[g.name] = opt
         self.counters = dict.fromkeys(names, 0)
         self.updates = dict.fromkeys(names, 0)
@@ -157,14 +160,15 @@ class AsyncSGD:
         """One update of group ``name`` with its mean accumulated gradient; then reset its counter and sum."""
         g, opt = self.groups[name], self.optimizers[name]
         count = max(self.counters[name], 1)
-        for p, s in zip(g.params, self.sums[name]):
-            p.grad = s / count
+        sums = self.sums[name]
+        for p, mean in zip(g.params, torch._foreach_div(sums, float(count))):
+            p.grad = mean
         for pg in opt.param_groups:
             pg["lr"] = self.lr(name)
         opt.step()
-        for p, s in zip(g.params, self.sums[name]):
+        for p in g.params:
             p.grad = None
-            s.zero_()
+        torch._foreach_zero_(sums)
         self.counters[name] = 0
         self.updates[name] += 1
 

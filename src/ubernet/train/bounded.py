@@ -14,7 +14,7 @@ identical up to float summation order. What keeps that peak low:
   :class:`~ubernet.models.branch_point.BranchPoint` that keeps only checkpoint anchors (cut by activation
   memory) and the normalised taps, and recomputes segment by segment in the trunk backward;
 * a branch's 1×1 skip convolutions add their tap gradients into the ``.grad`` buffers in place
-  (:mod:`ubernet.train.tap_grads`), with no tap-sized temporaries;
+  (:mod:`ubernet.train.tap_grads`), with no tap-sized temporaries (by default only where a tap is ≥ 16 MiB);
 * a multi-scale dense branch with large outputs is back-propagated one pyramid scale at a time
   (:mod:`ubernet.train.per_scale`; by default only where an output is ≥ 16 MiB);
 * the dense losses are memory-lean (:mod:`ubernet.tasks.losses`): closed-form backward, nothing output-sized
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -37,7 +38,7 @@ import torch
 from ubernet.models.branch_point import BranchPoint
 from ubernet.models.ubernet import Features, UberNet
 from ubernet.train.per_scale import dense_backward_per_scale, use_per_scale
-from ubernet.train.tap_grads import AccumulateTapGrads
+from ubernet.train.tap_grads import AccumulateTapGrads, use_tap_grads
 
 #: (task name, batch indices labelled for it, collated targets of those samples)
 TaskBatch = tuple[str, list[int], Any]
@@ -168,6 +169,7 @@ def bounded_backward(
     generator: random.Random | None = None,
     finite_check: bool = True,
     per_scale: bool | str = "auto",
+    tap_grads: bool | str = "auto",
 ) -> dict[str, dict[str, float]]:
     """Memory-bounded multi-task backward (see the module docstring).
 
@@ -180,6 +182,9 @@ def bounded_backward(
             ``"auto"`` when one of its outputs at the loss's resolution is at least
             :data:`~ubernet.train.per_scale.PER_SCALE_MIN_BYTES` (16 MiB), i.e. only where it saves memory
             worth its second forward of the skip layers (:func:`~ubernet.train.per_scale.use_per_scale`).
+        tap_grads: run the branches inside :class:`~ubernet.train.tap_grads.AccumulateTapGrads` (skip
+            convolutions add their tap gradients in place): ``True``, ``False``, or ``"auto"`` when the largest
+            tap is at least 16 MiB (:func:`~ubernet.train.tap_grads.use_tap_grads`).
 
     Returns the named losses of every task as floats.
     """
@@ -200,6 +205,7 @@ def bounded_backward(
         shaped = [[t.detach().requires_grad_(True) for t in scale] for scale in feats]
         del feats
     leaves = [t for scale in shaped for t in scale]
+    in_place = use_tap_grads(tap_grads, leaves)
     logged: dict[str, dict[str, float]] = {}
     per_task: list[list[torch.Tensor]] = []
     finite = True
@@ -216,7 +222,7 @@ def bounded_backward(
         if combine == "pcgrad":
             before = [leaf.grad.clone() if leaf.grad is not None else None for leaf in leaves]
         # The branch's skip convolutions add their tap gradients straight into the leaves' buffers.
-        with AccumulateTapGrads(leaves):
+        with AccumulateTapGrads(leaves) if in_place else nullcontext():
             if use_per_scale(per_scale, model, name, sub, targets):
                 logged[name], loss = dense_backward_per_scale(model, name, sub, hw, targets, weigh)
             else:

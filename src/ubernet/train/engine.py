@@ -80,16 +80,19 @@ class Trainer:
         weighting: optional learned uncertainty weighting (its parameters must be in the task groups).
         bf16: run forward passes under bfloat16 autocast (CPU AMX / CUDA); losses are computed in fp32.
         size_divisor: pad batches to a multiple of this (e.g. the trunk's output stride).
+        tap_grads: the bounded backward's in-place tap gradients (``True``, ``False``, ``"auto"``: by tap size;
+            :func:`~ubernet.train.tap_grads.use_tap_grads`).
     """
 
     def __init__(self, *, model: UberNet, rule: AsyncSGD, sampler: UnionSampler, backward: str = "bounded",
                  combine: str = "sum", weighting: UncertaintyWeighting | None = None, bf16: bool = False,
-                 size_divisor: int = 1, hooks: Sequence[Hook] = (), seed: int = 0) -> None:
+                 size_divisor: int = 1, hooks: Sequence[Hook] = (), seed: int = 0,
+                 tap_grads: bool | str = "auto") -> None:
         if backward not in ("bounded", "summed"):
             raise ValueError(f"backward must be 'bounded' or 'summed', got {backward!r}")
         self.model, self.rule, self.sampler = model, rule, sampler
         self.backward, self.combine, self.weighting = backward, combine, weighting
-        self.bf16, self.size_divisor = bf16, size_divisor
+        self.bf16, self.size_divisor, self.tap_grads = bf16, size_divisor, tap_grads
         self.hooks = list(hooks)
         self.step_count = 0
         self.skipped = 0
@@ -137,7 +140,7 @@ class Trainer:
         with autocast:
             if self.backward == "bounded":
                 losses = bounded_backward(self.model, images, sizes, batches, self.weigh, combine=self.combine,
-                                          generator=self.pcgrad_rng)
+                                          generator=self.pcgrad_rng, tap_grads=self.tap_grads)
             else:
                 losses = summed_backward(self.model, images, sizes, batches, self.weigh)
         return losses, {"trunk": len(samples), **{name: len(idx) for name, idx, _ in batches}}
