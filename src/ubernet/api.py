@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from ubernet.config import Config, SourceConfig
@@ -17,7 +18,8 @@ from ubernet.data.transforms import Augment, AugmentedDataset, bind_augmentation
 from ubernet.data.union import UnionEntry, UnionSampler, validate_union
 from ubernet.errors import ConfigError
 from ubernet.models.ubernet import UberNet
-from ubernet.tasks.base import build_task, task_names
+from ubernet.tasks.base import build_task, discover_tasks, task_names
+from ubernet.tasks.dense import LabelTask, median_frequency_weights
 from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule
 from ubernet.train.engine import Trainer
 from ubernet.train.weighting import UncertaintyWeighting
@@ -99,8 +101,39 @@ def build_union(cfg: Config) -> tuple[list[UnionEntry], dict[str, list[str]]]:
 
 
 # --- model -----------------------------------------------------------------------------------------------------
-def resolve_task_options(cfg: Config, class_names: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
-    """Task options with ``num_classes: auto`` (or missing, where required) filled in from the data."""
+#: images read per source (evenly spaced over it) to estimate class frequencies for ``median_frequency``
+FREQUENCY_IMAGES = 100
+
+
+def label_pixel_counts(entries: Sequence[UnionEntry], task: str, field: str, num_classes: int,
+                       images: int = FREQUENCY_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: labelled pixels, and labelled pixels of the images where the class occurs (both ``(C,)``), over
+    ``images`` evenly spaced images of every source labelling ``task``, each source weighted by its share of the
+    union's draws (label 255 ignored; augmentation not applied)."""
+    class_px, image_px = np.zeros(num_classes), np.zeros(num_classes)
+    for e in entries:
+        if task not in e.tasks or len(e.dataset) == 0:
+            continue
+        ds = e.dataset.dataset if isinstance(e.dataset, AugmentedDataset) else e.dataset
+        idx = np.unique(np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int))
+        for i in idx:
+            sample = ds[int(i)]
+            lab = np.asarray(sample.targets[field]).ravel()
+            lab = lab[lab != 255].astype(np.int64)
+            if lab.size and int(lab.max()) >= num_classes:
+                raise ConfigError(f"source {e.name!r}, sample {sample.id!r}: {task} label {int(lab.max())} is "
+                                  f"outside 0..{num_classes - 1} (num_classes {num_classes})")
+            counts = np.bincount(lab, minlength=num_classes)
+            share = e.weight / len(idx)
+            class_px += share * counts
+            image_px += share * lab.size * (counts > 0)
+    return class_px, image_px
+
+
+def resolve_task_options(cfg: Config, class_names: dict[str, list[str]],
+                         entries: Sequence[UnionEntry] = ()) -> dict[str, dict[str, Any]]:
+    """Task options with ``num_classes: auto`` (or missing, where required) filled in from the data, and
+    ``class_weights: median_frequency`` replaced by the weights estimated from ``entries`` (the union)."""
     out = {}
     for name, opts in cfg.tasks.items():
         opts = dict(opts or {})
@@ -112,6 +145,15 @@ def resolve_task_options(cfg: Config, class_names: dict[str, list[str]]) -> dict
             opts["num_classes"] = len(names) if name == "semseg" else len(names) - 1
             if name == "detection":
                 opts.setdefault("class_names", list(names[1:]))
+        if opts.get("class_weights") == "median_frequency":
+            cls = discover_tasks().get(name)
+            if cls is None or not issubclass(cls, LabelTask):
+                raise ConfigError(f"tasks.{name}.class_weights: only label tasks (semseg, parts) take class weights")
+            if not any(name in e.tasks for e in entries):
+                raise ConfigError(f"tasks.{name}.class_weights: 'median_frequency' needs a training source "
+                                  f"labelling {name}")
+            num = build_task(name, **{**opts, "class_weights": None}).num_classes  # validated, default filled in
+            opts["class_weights"] = median_frequency_weights(*label_pixel_counts(entries, name, cls.fields[0], num))
         out[name] = opts
     return out
 
@@ -183,7 +225,7 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     """Everything for training from a config: (trainer, resolved task options)."""
     torch.manual_seed(cfg.seed)
     entries, class_names = build_union(cfg)
-    task_opts = resolve_task_options(cfg, class_names)
+    task_opts = resolve_task_options(cfg, class_names, entries)
     model = build_model(cfg, task_opts)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -183,9 +183,73 @@ def test_folded_forward_scale_equals_paper_definition(hidden: int) -> None:
 
 @pytest.mark.parametrize(("opts", "match"), [({"head_hidden": -1}, "semseg.head_hidden"),
                                              ({"head_hidden": 2.5}, "semseg.head_hidden"),
-                                             ({"head_min_stride": 3}, "semseg.head_min_stride")])
+                                             ({"head_min_stride": 3}, "semseg.head_min_stride"),
+                                             ({"class_weights": [1.0, 2.0]}, "semseg.class_weights"),
+                                             ({"class_weights": [1.0, 0.0, 2.0]}, "semseg.class_weights"),
+                                             ({"class_weights": [1.0, float("nan"), 2.0]}, "semseg.class_weights"),
+                                             ({"class_weights": [1.0, True, 2.0]}, "semseg.class_weights"),
+                                             ({"class_weights": "median_frequency"}, "resolved, from the training")])
 def test_head_options_are_validated(opts, match) -> None:
     from ubernet.errors import ConfigError
 
     with pytest.raises(ConfigError, match=match):
         build_task("semseg", num_classes=3, **opts)
+
+
+def test_semseg_class_weights_weigh_the_loss() -> None:
+    # logits 0 over 2 classes: every CE term is log 2, whatever the weights, so the weighted mean is log 2 too;
+    # the gradient at a pixel is w_y (1/2 - onehot) / sum(w_y): (-1/2 · 1, 1/2 · 1) / 4 and (1/2 · 3, -1/2 · 3) / 4
+    task = build_task("semseg", num_classes=2, class_weights=[1, 3])
+    logits = torch.zeros(1, 2, 1, 2, dtype=torch.float64, requires_grad=True)
+    loss = task.pixel_loss(logits, torch.tensor([[[[0, 1]]]]))
+    assert loss.item() == pytest.approx(math.log(2), rel=1e-14)
+    loss.sum().backward()
+    expected = torch.tensor([[-1 / 8, 3 / 8], [1 / 8, -3 / 8]], dtype=torch.float64).view(1, 2, 1, 2)
+    torch.testing.assert_close(logits.grad, expected, rtol=1e-14, atol=0)
+
+
+def test_median_frequency_weights_by_hand() -> None:
+    from ubernet.tasks.dense import median_frequency_weights
+
+    # class 0 fills 90 of 100 px (present in the one image of 100 px) -> f = 0.9; class 1: 10 of 100 -> 0.1;
+    # class 2: 30 px over the 300 px of the images it is in -> 0.1; class 3 never seen. median(0.9, 0.1, 0.1) =
+    # 0.1 -> weights 1/9, 1, 1, and 1 for the unseen class.
+    w = median_frequency_weights(np.array([90, 10, 30, 0]), np.array([100, 100, 300, 0]))
+    assert w == pytest.approx([1 / 9, 1.0, 1.0, 1.0], rel=1e-12)
+    assert median_frequency_weights(np.zeros(3), np.zeros(3)) == [1.0, 1.0, 1.0]
+
+
+def test_median_frequency_is_resolved_from_the_union() -> None:
+    """``class_weights: median_frequency`` becomes a list of weights counted on the union's labelled images,
+    sources weighted by their draws; a source that does not label the task is not read."""
+    from ubernet.api import label_pixel_counts, resolve_task_options
+    from ubernet.config import Config, from_dict
+    from ubernet.data.union import UnionEntry
+    from ubernet.errors import ConfigError
+
+    def sample(labels: list[list[int]], i: int) -> Sample:
+        lab = np.array(labels, np.uint8)
+        return Sample(image=np.zeros((*lab.shape, 3), np.uint8), targets={"semseg": lab}, id=f"s{i}")
+
+    # source a (weight 1): one image, 3 px of class 0 and 1 of class 1. Source b (weight 3): one image with
+    # 2 px of class 2, 1 of class 0, 1 ignored.
+    a = [sample([[0, 0], [0, 1]], 0)]
+    b = [sample([[2, 2], [0, 255]], 1)]
+    unlabelled = [Sample(image=np.zeros((2, 2, 3), np.uint8), id="u")]
+    entries = [UnionEntry("a", a, ("semseg",), 1.0), UnionEntry("b", b, ("semseg",), 3.0),
+               UnionEntry("c", unlabelled, ("saliency",), 5.0)]
+    class_px, image_px = label_pixel_counts(entries, "semseg", "semseg", 3)
+    # class 0: 3·1 + 1·3 = 6 px over 4·1 + 3·3 = 13; class 1: 1 over 4; class 2: 2·3 = 6 over 3·3 = 9
+    np.testing.assert_allclose(class_px, [6, 1, 6])
+    np.testing.assert_allclose(image_px, [13, 4, 9])
+    cfg = from_dict(Config, {"tasks": {"semseg": {"num_classes": 3, "class_weights": "median_frequency"}},
+                             "data": [{"kind": "synth", "source": "voc-like"}]})
+    opts = resolve_task_options(cfg, {}, entries)
+    f = np.array([6 / 13, 1 / 4, 6 / 9])
+    assert opts["semseg"]["class_weights"] == pytest.approx(list(np.median(f) / f), rel=1e-12)
+    with pytest.raises(ConfigError, match="needs a training source"):
+        resolve_task_options(cfg, {}, entries[2:])
+    bad = from_dict(Config, {"tasks": {"saliency": {"class_weights": "median_frequency"}},
+                             "data": [{"kind": "synth", "source": "msra-like"}]})
+    with pytest.raises(ConfigError, match="only label tasks"):
+        resolve_task_options(bad, {}, entries)

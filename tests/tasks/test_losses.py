@@ -41,6 +41,20 @@ def ref_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return (ce * valid).sum((1, 2)) / valid.sum((1, 2)).clamp(min=1)
 
 
+_CLASS_WEIGHTS = torch.tensor([0.2, 1.0, 3.5, 0.7, 1.9, 0.05], dtype=torch.float64)
+
+
+def ref_weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PyTorch's weighted mean CE, image by image (0 for an image without valid pixels, where torch gives NaN)."""
+    out = []
+    for x, t in zip(logits, target[:, 0]):
+        if bool((t != 255).any()):
+            out.append(F.cross_entropy(x[None], t[None], weight=_CLASS_WEIGHTS, ignore_index=255))
+        else:
+            out.append((x * 0).sum())
+    return torch.stack(out)
+
+
 def ref_normals(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     valid = (target != 0).any(1)
     l1 = (F.normalize(logits, dim=1, eps=1e-6) - target).abs().sum(1)
@@ -73,6 +87,7 @@ CASES = {
     "balanced_bce": (L.BalancedBCE(), lambda x, t: ref_balanced_bce(x, t, t != 255), 5, _binary_target),
     "masked_bce": (L.MaskedBCE(), ref_masked_bce, 1, _binary_target),
     "cross_entropy": (L.MaskedCrossEntropy(), ref_cross_entropy, 6, None),
+    "weighted_cross_entropy": (L.MaskedCrossEntropy(weight=_CLASS_WEIGHTS), ref_weighted_cross_entropy, 6, None),
     "normals": (L.NormalsL1(), ref_normals, 3, _normals),
 }
 
@@ -86,7 +101,7 @@ def test_lean_loss_equals_reference(name, chunk, monkeypatch) -> None:
     full = torch.randn(3, c, 13, 11, generator=g, dtype=torch.float64) * 3
     if name == "normals":
         full[0, :, 5, 5] = 0  # a zero prediction: the eps branch of the normalisation
-    shape = (3, 1 if name == "cross_entropy" else c, 12, 10)
+    shape = (3, 1 if name.endswith("cross_entropy") else c, 12, 10)
     target = _labels(g, shape, c) if make_target is None else make_target(g, shape)
     x1 = full.clone().requires_grad_(True)
     x2 = full.clone().requires_grad_(True)
@@ -132,6 +147,20 @@ def test_cross_entropy_by_hand() -> None:
     loss.sum().backward()
     expected = torch.tensor([[-0.75, 0.0], [0.75, 0.0]], dtype=torch.float64).view(1, 2, 1, 2)
     torch.testing.assert_close(logits.grad, expected, rtol=1e-14, atol=0)
+
+
+def test_weighted_cross_entropy_by_hand() -> None:
+    # The pixels of test_cross_entropy_by_hand plus a class-1 pixel, weights (2, 6): ce = log 4 at the class-0
+    # pixel, log(4/3) at the class-1 one; L = (2 log 4 + 6 log(4/3)) / (2 + 6). dL/dx = w_y (softmax - onehot) / 8:
+    # (2/8)(1/4 - 1, 3/4) = (-3/16, 3/16) and (6/8)(1/4, 3/4 - 1) = (3/16, -3/16); 0 where ignored.
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(3)] * 3], dtype=torch.float64).view(1, 2, 1, 3)
+    logits.requires_grad_(True)
+    target = torch.tensor([[[[0, 255, 1]]]])
+    loss = L.lean_loss(L.MaskedCrossEntropy(weight=torch.tensor([2.0, 6.0])), logits, target)
+    assert loss.item() == pytest.approx((2 * math.log(4) + 6 * math.log(4 / 3)) / 8, rel=1e-14)
+    loss.sum().backward()
+    expected = torch.tensor([[-3 / 16, 0.0, 3 / 16], [3 / 16, 0.0, -3 / 16]], dtype=torch.float64).view(1, 2, 1, 3)
+    torch.testing.assert_close(logits.grad, expected, rtol=1e-14, atol=1e-17)
 
 
 @pytest.mark.parametrize(("task", "kw"), [("semantic_boundaries", {"num_classes": 3}), ("boundaries", {}),

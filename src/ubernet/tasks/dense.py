@@ -7,6 +7,7 @@ A concrete dense task only says what is specific to it: channels, output stride,
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -162,15 +163,37 @@ class LabelTask(DenseTask):
     """Per-pixel classification into ``num_classes`` labels (0 = background, 255 = ignore) with CE loss.
 
     The prediction is the argmax label map ``uint8 H×W`` of bilinearly upsampled logits.
+
+    Args:
+        class_weights: per-class weights of the cross-entropy (``num_classes`` positive numbers; PyTorch's
+            weighted mean per image), or None for the plain mean (the paper). In a config,
+            ``median_frequency`` is resolved from the training data before the task is built
+            (:func:`median_frequency_weights`, Eigen & Fergus 2015): rare classes (e.g. small objects) weigh
+            more, which lifts the mean IoU that averages classes, not pixels.
     """
 
     default_stride = 4
 
-    def __init__(self, *, num_classes: int, **kw: Any) -> None:
+    def __init__(self, *, num_classes: int, class_weights: Sequence[float] | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         if not 2 <= int(num_classes) <= 255:
             raise ConfigError(f"{self.name}.num_classes must be in 2..255 (background included), got {num_classes}")
         self.num_classes = int(num_classes)
+        self.class_weights = None if class_weights is None else self._check_weights(class_weights)
+
+    def _check_weights(self, weights: Any) -> list[float]:
+        if isinstance(weights, str):
+            raise ConfigError(f"{self.name}.class_weights: {weights!r} is not a list of {self.num_classes} weights "
+                              "(only 'median_frequency' is resolved, from the training data, by build_trainer)")
+        try:
+            out = [float(w) for w in weights]
+        except (TypeError, ValueError):
+            out = []
+        if len(out) != self.num_classes or not all(math.isfinite(w) and w > 0 for w in out) \
+                or any(isinstance(w, bool) for w in weights):
+            raise ConfigError(f"{self.name}.class_weights must be {self.num_classes} positive numbers (one per "
+                              f"class, background first), 'median_frequency' or null; got {weights!r}")
+        return out
 
     @property
     def out_channels(self) -> int:
@@ -189,7 +212,7 @@ class LabelTask(DenseTask):
         return lean_loss(self.lean_pixel_loss(), logits, target)
 
     def lean_pixel_loss(self) -> LeanLoss:
-        return MaskedCrossEntropy(255)
+        return MaskedCrossEntropy(255, None if self.class_weights is None else torch.tensor(self.class_weights))
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8)
@@ -203,3 +226,22 @@ class LabelTask(DenseTask):
 
     def summary_keys(self) -> tuple[str, ...]:
         return ("miou",)
+
+
+def median_frequency_weights(class_pixels: np.ndarray, image_pixels: np.ndarray) -> list[float]:
+    """Median frequency balancing (Eigen & Fergus, ICCV 2015; SegNet): ``w_c = median(f) / f_c`` with
+    ``f_c = class_pixels[c] / image_pixels[c]``, the pixels of class ``c`` over the labelled pixels of the images
+    where ``c`` is present. A class never seen gets weight 1 (it cannot be balanced from data it is absent from).
+
+    Args:
+        class_pixels: ``(C,)`` labelled pixels per class.
+        image_pixels: ``(C,)`` labelled pixels (ignore excluded) of the images in which each class occurs.
+    """
+    class_pixels = np.asarray(class_pixels, np.float64)
+    image_pixels = np.asarray(image_pixels, np.float64)
+    seen = (class_pixels > 0) & (image_pixels > 0)
+    if not seen.any():
+        return [1.0] * len(class_pixels)
+    freq = np.where(seen, class_pixels / np.maximum(image_pixels, 1), np.nan)
+    med = float(np.nanmedian(freq))
+    return [float(med / f) if s else 1.0 for f, s in zip(freq, seen)]

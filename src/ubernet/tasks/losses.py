@@ -183,29 +183,51 @@ class MaskedBCE(LeanLoss):
 class MaskedCrossEntropy(LeanLoss):
     """Softmax cross-entropy over the C channels, target ``[B, 1, H, W]`` labels with ``ignore`` not counted,
     averaged over valid pixels: ``L = Σ_valid (logsumexp(x) − x_y) / max(#valid, 1)``,
-    ``dL/dx = (softmax(x) − onehot(y)) / max(#valid, 1)`` on valid pixels. Statistics: ``[Σ_valid ce, #valid]``."""
+    ``dL/dx = (softmax(x) − onehot(y)) / max(#valid, 1)`` on valid pixels. Statistics: ``[Σ_valid ce, #valid]``.
 
-    def __init__(self, ignore: int = 255) -> None:
+    With class weights ``w`` (``Tensor[C]``, > 0) it is PyTorch's weighted mean, per image:
+    ``L = Σ_valid w_y ce / Σ_valid w_y`` (0 without valid pixels), ``dL/dx = w_y (softmax(x) − onehot(y)) /
+    Σ_valid w_y``. Statistics: ``[Σ_valid w_y ce, Σ_valid w_y]``.
+    """
+
+    def __init__(self, ignore: int = 255, weight: torch.Tensor | None = None) -> None:
         self.ignore = ignore
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
 
     def _labels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = t[0] != self.ignore  # [r, W]
         return valid, t.masked_fill(~valid[None], 0).long()  # [1, r, W]
 
+    def _pixel_weights(self, valid: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``[r, W]``: w_y on valid pixels (1 without class weights), 0 elsewhere."""
+        if self.weight is None:
+            return valid.to(dtype)
+        w = self.weight.to(device=idx.device, dtype=dtype)[idx[0]]
+        return w.masked_fill_(~valid, 0)
+
     def block_statistics(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         valid, idx = self._labels(t)
         ce = torch.logsumexp(x, 0).sub_(x.gather(0, idx)[0])
-        return torch.stack([torch.where(valid, ce, ce.new_zeros(())).sum(), valid.sum().to(ce.dtype)])
+        if self.weight is None:
+            return torch.stack([torch.where(valid, ce, ce.new_zeros(())).sum(), valid.sum().to(ce.dtype)])
+        w = self._pixel_weights(valid, idx, ce.dtype)
+        return torch.stack([(ce * w).sum(), w.sum()])
+
+    def _norm(self, total: torch.Tensor) -> torch.Tensor:
+        # unweighted: max(#valid, 1) as before; weighted: Σ w_y (weights may be < 1), 1 when there is nothing
+        return _n(total) if self.weight is None else torch.where(total > 0, total, torch.ones_like(total))
 
     def finish(self, stats: torch.Tensor) -> torch.Tensor:
-        return stats[:, 0] / _n(stats[:, 1])
+        return stats[:, 0] / self._norm(stats[:, 1])
 
     def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         valid, idx = self._labels(t)
         g = torch.softmax(x, 0)
         g.scatter_add_(0, idx, torch.full(idx.shape, -1.0, dtype=x.dtype, device=x.device))
-        scale = (1.0 / _n(stats[1])).to(x.dtype)
-        return g.mul_(torch.where(valid, scale, x.new_zeros(()))[None])
+        scale = (1.0 / self._norm(stats[1])).to(x.dtype)
+        if self.weight is None:
+            return g.mul_(torch.where(valid, scale, x.new_zeros(()))[None])
+        return g.mul_((self._pixel_weights(valid, idx, x.dtype) * scale)[None])
 
 
 class NormalsL1(LeanLoss):
