@@ -16,7 +16,8 @@ Variants (on top of the config and its overrides):
 Usage::
 
     .venv/bin/python benchmarks/train_step.py                       # configs/synthetic.yaml, 2 threads
-    .venv/bin/python benchmarks/train_step.py --steps 25 --repeats 5 --json bench-results/train_step.json
+    .venv/bin/python benchmarks/train_step.py --variants recipe --variant 'prefetch:train.prefetch=4'
+    .venv/bin/python benchmarks/train_step.py --steps 25 --repeats 5 --json docs/_parts/bench-results/train_step.json
 """
 
 from __future__ import annotations
@@ -68,9 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE...]",
+                   help="an extra variant: overrides on top of the config's (repeatable), e.g. "
+                        "'wide:model.trunk_options.widths=[16,32,64,192,192]'")
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
-    names = [v for v in a.variants.split(",") if v]
+    for spec in a.variant:
+        name, _, rest = spec.partition(":")
+        if not name or not rest:
+            p.error(f"--variant expects NAME:KEY=VALUE[;KEY=VALUE...], got {spec!r}")
+        VARIANTS[name] = ([o for o in rest.split(";") if o], False)
+    names = [v for v in a.variants.split(",") if v] + [spec.partition(":")[0] for spec in a.variant]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")

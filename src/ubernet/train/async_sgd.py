@@ -109,8 +109,9 @@ class AsyncSGD:
                 opt: torch.optim.Optimizer = torch.optim.SGD(g.params, lr=g.lr, momentum=g.momentum,
                                                              weight_decay=g.weight_decay, foreach=True)
             else:
+                fused = all(p.device.type in ("cpu", "cuda") for p in g.params)  # where PyTorch has the kernel
                 opt = torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay,
-                                        fused=True)
+                                        fused=fused or None, foreach=None if fused else True)
             self.optimizers[g.name] = opt
         self.counters = dict.fromkeys(names, 0)
         self.updates = dict.fromkeys(names, 0)
