@@ -169,7 +169,8 @@ class LabelTask(DenseTask):
             weighted mean per image), or None for the plain mean (the paper). In a config,
             ``median_frequency`` is resolved from the training data before the task is built
             (:func:`median_frequency_weights`, Eigen & Fergus 2015): rare classes (e.g. small objects) weigh
-            more, which lifts the mean IoU that averages classes, not pixels.
+            more, for the mean IoU averages classes, not pixels. (On the synthetic demo it helped semantic
+            boundaries and detection through the shared trunk, not semseg itself: docs/benchmarks.md.)
     """
 
     default_stride = 4

@@ -199,9 +199,8 @@ class MaskedCrossEntropy(LeanLoss):
         return valid, t.masked_fill(~valid[None], 0).long()  # [1, r, W]
 
     def _pixel_weights(self, valid: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """``[r, W]``: w_y on valid pixels (1 without class weights), 0 elsewhere."""
-        if self.weight is None:
-            return valid.to(dtype)
+        """``[r, W]``: w_y on valid pixels, 0 elsewhere (class weights given)."""
+        assert self.weight is not None
         w = self.weight.to(device=idx.device, dtype=dtype)[idx[0]]
         return w.masked_fill_(~valid, 0)
 

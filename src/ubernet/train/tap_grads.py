@@ -28,8 +28,8 @@ from torch.overrides import TorchFunctionMode
 
 # The largest leaf (all images of the batch) from which the mode pays: VGG-16's conv1_2 tap at 621² is 94 MiB per
 # image in fp32. Below it the avoided temporaries are small next to the branch's own activations, while the
-# interception cost is not: on the demo (compact trunk, 128², largest leaf 4 MiB) the mode cost 8 % of a
-# training step (281 -> 259 ms on 2 threads without it).
+# interception cost is not: on the demo (compact trunk, 128², largest leaf 4 MiB) the mode costs 2 % of a
+# training step, and cost 10 % while the RPN still sent every anchor through NMS (benchmarks/train_step.py).
 TAP_GRADS_MIN_BYTES = 16 * 2**20
 
 
