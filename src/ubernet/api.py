@@ -105,28 +105,25 @@ def build_union(cfg: Config) -> tuple[list[UnionEntry], dict[str, list[str]]]:
 FREQUENCY_IMAGES = 100
 
 
-def label_pixel_counts(entries: Sequence[UnionEntry], task: str, field: str, num_classes: int,
+def label_pixel_counts(entries: Sequence[UnionEntry], task: LabelTask,
                        images: int = FREQUENCY_IMAGES) -> tuple[np.ndarray, np.ndarray]:
     """Per class: labelled pixels, and labelled pixels of the images where the class occurs (both ``(C,)``), over
     ``images`` evenly spaced images of every source labelling ``task``, each source weighted by its share of the
-    union's draws (label 255 ignored; augmentation not applied)."""
-    class_px, image_px = np.zeros(num_classes), np.zeros(num_classes)
+    union's draws (label 255 ignored; augmentation not applied). Labels are read, and range-checked, by the task
+    itself (:meth:`LabelTask.target_tensor`)."""
+    class_px, image_px = np.zeros(task.num_classes), np.zeros(task.num_classes)
     for e in entries:
-        if task not in e.tasks or len(e.dataset) == 0:
+        if task.name not in e.tasks or len(e.dataset) == 0:
             continue
         ds = e.dataset.dataset if isinstance(e.dataset, AugmentedDataset) else e.dataset
         idx = np.unique(np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int))
         for i in idx:
-            sample = ds[int(i)]
-            lab = np.asarray(sample.targets[field]).ravel()
-            lab = lab[lab != 255].astype(np.int64)
-            if lab.size and int(lab.max()) >= num_classes:
-                raise ConfigError(f"source {e.name!r}, sample {sample.id!r}: {task} label {int(lab.max())} is "
-                                  f"outside 0..{num_classes - 1} (num_classes {num_classes})")
-            counts = np.bincount(lab, minlength=num_classes)
+            lab = task.target_tensor(ds[int(i)]).flatten()
+            lab = lab[lab != 255]
+            counts = torch.bincount(lab, minlength=task.num_classes).numpy()
             share = e.weight / len(idx)
             class_px += share * counts
-            image_px += share * lab.size * (counts > 0)
+            image_px += share * lab.numel() * (counts > 0)
     return class_px, image_px
 
 
@@ -152,8 +149,9 @@ def resolve_task_options(cfg: Config, class_names: dict[str, list[str]],
             if not any(name in e.tasks for e in entries):
                 raise ConfigError(f"tasks.{name}.class_weights: 'median_frequency' needs a training source "
                                   f"labelling {name}")
-            num = build_task(name, **{**opts, "class_weights": None}).num_classes  # validated, default filled in
-            opts["class_weights"] = median_frequency_weights(*label_pixel_counts(entries, name, cls.fields[0], num))
+            plain = build_task(name, **{**opts, "class_weights": None})  # validated, defaults filled in
+            assert isinstance(plain, LabelTask)
+            opts["class_weights"] = median_frequency_weights(*label_pixel_counts(entries, plain))
         out[name] = opts
     return out
 

@@ -238,7 +238,7 @@ def test_median_frequency_is_resolved_from_the_union() -> None:
     unlabelled = [Sample(image=np.zeros((2, 2, 3), np.uint8), id="u")]
     entries = [UnionEntry("a", a, ("semseg",), 1.0), UnionEntry("b", b, ("semseg",), 3.0),
                UnionEntry("c", unlabelled, ("saliency",), 5.0)]
-    class_px, image_px = label_pixel_counts(entries, "semseg", "semseg", 3)
+    class_px, image_px = label_pixel_counts(entries, build_task("semseg", num_classes=3))
     # class 0: 3·1 + 1·3 = 6 px over 4·1 + 3·3 = 13; class 1: 1 over 4; class 2: 2·3 = 6 over 3·3 = 9
     np.testing.assert_allclose(class_px, [6, 1, 6])
     np.testing.assert_allclose(image_px, [13, 4, 9])

@@ -213,7 +213,7 @@ class LabelTask(DenseTask):
         return lean_loss(self.lean_pixel_loss(), logits, target)
 
     def lean_pixel_loss(self) -> LeanLoss:
-        return MaskedCrossEntropy(255, None if self.class_weights is None else torch.tensor(self.class_weights))
+        return MaskedCrossEntropy(255, self.class_weights)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8)

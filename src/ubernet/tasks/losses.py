@@ -17,7 +17,7 @@ into a given buffer — in place over the logits if asked, which the per-scale b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -190,7 +190,7 @@ class MaskedCrossEntropy(LeanLoss):
     Σ_valid w_y``. Statistics: ``[Σ_valid w_y ce, Σ_valid w_y]``.
     """
 
-    def __init__(self, ignore: int = 255, weight: torch.Tensor | None = None) -> None:
+    def __init__(self, ignore: int = 255, weight: torch.Tensor | Sequence[float] | None = None) -> None:
         self.ignore = ignore
         self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
 
