@@ -1,4 +1,4 @@
-"""Time of one training step of a config, and what each session-6 speed change is worth.
+"""Time of one training step of a config, and what each speed change of sessions 6 and 7 is worth.
 
 Every variant runs in its own fresh process (same seed, same draws): build the trainer, ``--warmup`` steps, then
 ``--repeats`` timed blocks of ``--steps`` steps (wall time, ``--threads`` intra-op threads). Blocks of the variants
@@ -11,7 +11,9 @@ Variants (on top of the config and its overrides):
 * ``recipe``: the config as given;
 * ``rpn-default-top-n``: the RPN's training pre/post-NMS top-n back at Faster R-CNN's 12,000 / 2,000;
 * ``tap-grads-on``: the in-place tap-gradient mode forced on (``auto`` leaves it off below 16 MiB taps);
-* ``both``: the two together (the session-5 step, but for fused AdamW).
+* ``both``: the two together (the session-5 step, but for fused AdamW);
+* ``interpolate``: the dense heads' skip-layer sums through ``F.interpolate`` per tap, as before session 7
+  (``ubernet.ops.resample``'s matrix products switched off).
 
 Usage::
 
@@ -29,13 +31,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-VARIANTS: dict[str, tuple[list[str], bool]] = {
-    "recipe": ([], False),
-    "rpn-default-top-n": (["tasks.detection.rpn_pre_nms_top_n=[12000,6000]",
-                           "tasks.detection.rpn_post_nms_top_n=[2000,300]"], False),
-    "tap-grads-on": ([], True),
-    "both": (["tasks.detection.rpn_pre_nms_top_n=[12000,6000]",
-              "tasks.detection.rpn_post_nms_top_n=[2000,300]"], True),
+_TOP_N = ["tasks.detection.rpn_pre_nms_top_n=[12000,6000]", "tasks.detection.rpn_post_nms_top_n=[2000,300]"]
+# name -> (config overrides, tap-gradient mode forced on, skip-layer sums through F.interpolate)
+VARIANTS: dict[str, tuple[list[str], bool, bool]] = {
+    "recipe": ([], False, False),
+    "rpn-default-top-n": (_TOP_N, False, False),
+    "tap-grads-on": ([], True, False),
+    "both": (_TOP_N, True, False),
+    "interpolate": ([], False, True),
 }
 
 _CHILD = r"""
@@ -43,8 +46,11 @@ import json, sys, time
 import torch
 from ubernet.api import build_trainer
 from ubernet.config import load_config
+from ubernet.ops import resample
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
+if args["interpolate"]:
+    resample.MATMUL_MAX_ROWS = -1
 cfg = load_config(args["config"], args["overrides"])
 trainer, _ = build_trainer(cfg)
 trainer.tap_grads = True if args["tap_grads"] else "auto"
@@ -78,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, rest = spec.partition(":")
         if not name or not rest:
             p.error(f"--variant expects NAME:KEY=VALUE[;KEY=VALUE...], got {spec!r}")
-        VARIANTS[name] = ([o for o in rest.split(";") if o], False)
+        VARIANTS[name] = ([o for o in rest.split(";") if o], False, False)
     names = [v for v in a.variants.split(",") if v] + [spec.partition(":")[0] for spec in a.variant]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
@@ -87,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     # only sleeps on its stdin).
     procs = {}
     for name in names:
-        extra, tap = VARIANTS[name]
+        extra, tap, interpolate = VARIANTS[name]
         args = {"config": a.config, "overrides": [*a.overrides, *extra], "threads": a.threads,
-                "warmup": a.warmup, "steps": a.steps, "tap_grads": tap}
+                "warmup": a.warmup, "steps": a.steps, "tap_grads": tap, "interpolate": interpolate}
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

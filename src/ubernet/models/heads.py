@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ubernet.models.trunks.base import TapSpec
+from ubernet.ops.resample import matmul_pays, resample_sum
 
 
 class DenseOutput:
@@ -182,8 +183,20 @@ class DenseHead(nn.Module):
 
     @staticmethod
     def _accumulate_upsampled(by_res: dict[tuple[int, int], torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """Sum of score maps given per resolution, each bilinearly resampled to ``size`` unless already there,
-        accumulated in place into the first one, in insertion order."""
+        """Sum of score maps given per resolution, each bilinearly resampled to ``size`` unless already there.
+
+        Where :func:`~ubernet.ops.resample.matmul_pays`, the resampled maps are summed by two matrix products
+        (:func:`~ubernet.ops.resample.resample_sum`: 3-8x faster forward + backward than one ``F.interpolate``
+        and one addition per map on CPU) and the maps already at ``size`` are added to that; otherwise each map
+        is interpolated and accumulated in place into the first one, in insertion order."""
+        size = (int(size[0]), int(size[1]))
+        others = [score for key, score in by_res.items() if key != size]
+        if others and matmul_pays([int(s.shape[-2]) for s in others], size[0], others[0].device):
+            summed = resample_sum(others, size)
+            for key, score in by_res.items():
+                if key == size:
+                    summed.add_(score)
+            return summed
         out: torch.Tensor | None = None
         for key, score in by_res.items():
             if key != tuple(size):
