@@ -174,6 +174,43 @@ def test_gradcheck() -> None:
         assert torch.autograd.gradcheck(lambda f, sr=sr: roi_align_torch(f, rois, 2, 0.5, sr, True), (feat,))
 
 
+@pytest.mark.parametrize("size", [(2, 4, 30), (2, 190, 180)])  # 240 feature cells (int16 sort), 68,400 (int32)
+def test_gradient_is_the_transposed_gather(size) -> None:
+    # d(sum(w * pooled)) / d(feature cell) = sum of w over the bins sampling that cell: the same gradient by
+    # autograd through the literal-reference-checked forward in float64, against an explicit dense matrix
+    b, h, w = size
+    gen = torch.Generator().manual_seed(3)
+    feat = torch.randn(b, 3, h, w, generator=gen, dtype=torch.float64, requires_grad=True)
+    xy = torch.rand(30, 2, generator=gen, dtype=torch.float64) * torch.tensor([w, h]) * 2
+    rois = torch.cat((torch.randint(0, b, (30, 1), generator=gen).double(), xy,
+                      xy + torch.rand(30, 2, generator=gen, dtype=torch.float64) * 20), 1)
+    up = torch.randn(30, 3, 2, 3, generator=gen, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(roi_align_torch(feat, rois, (2, 3), 0.5, 2, True), feat, up)
+    # dense Jacobian of the (linear) pooling, column by column over the cells that any RoI can touch
+    jac = torch.zeros_like(feat)
+    basis = torch.zeros_like(feat, requires_grad=False)
+    flat = basis.view(-1)
+    touched = torch.nonzero(grad.detach().reshape(-1)).squeeze(1)[:40]
+    for i in touched.tolist():
+        flat.zero_()
+        flat[i] = 1.0
+        jac.view(-1)[i] = (roi_align_torch(basis, rois, (2, 3), 0.5, 2, True) * up).sum()
+    torch.testing.assert_close(grad.reshape(-1)[touched], jac.reshape(-1)[touched], rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_features_keep_exact_box_coordinates() -> None:
+    # feature value = column index - 200 (exact in bf16): a bin's value is the mean column it samples, so a box
+    # edge rounded to bf16 (200.3 -> 200, 8 significant bits) would shift every bin by 0.3 cell
+    w = 300
+    feat = (torch.arange(w, dtype=torch.float32) - 200).expand(1, 1, 4, w).contiguous()
+    rois = torch.tensor([[0.0, 200.3, 0.0, 210.3, 4.0]])
+    want = roi_align_torch(feat, rois, (1, 5), 1.0, 2, True)  # float32 throughout
+    got = roi_align_torch(feat.to(torch.bfloat16), rois, (1, 5), 1.0, 2, True)
+    assert got.dtype == torch.bfloat16
+    # bf16 rounds values below 16 to within 2^-5; a rounded box edge would put every bin 0.3 off
+    torch.testing.assert_close(got.float(), want, rtol=0, atol=2**-5)
+
+
 def test_rejects_bad_batch_index() -> None:
     with pytest.raises(ValueError, match="batch indices"):
         roi_align_torch(torch.zeros(1, 1, 4, 4), torch.tensor([[1.0, 0, 0, 2, 2]]), 2)

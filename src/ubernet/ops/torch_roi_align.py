@@ -36,8 +36,17 @@ def _pair(output_size: int | tuple[int, int]) -> tuple[int, int]:
     return int(oh), int(ow)
 
 
-def rois_to_tensor(rois: Tensor | list[Tensor], like: Tensor) -> Tensor:
-    """``Tensor[K, 5]`` (batch index, x1, y1, x2, y2) from either that or a list of per-image ``Tensor[Ki, 4]``."""
+def coord_dtype(features: Tensor) -> torch.dtype:
+    """The dtype RoI coordinates and sampling weights are computed in: float64 for float64 features, else float32.
+
+    Never the features' own low precision: a bf16 box coordinate is rounded to 8 significant bits (0.5 px at
+    128-255 px, 2 px at 512-1023) — torchvision's RoI ops likewise run in float32 under autocast."""
+    return torch.float64 if features.dtype == torch.float64 else torch.float32
+
+
+def rois_to_tensor(rois: Tensor | list[Tensor], like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``Tensor[K, 5]`` (batch index, x1, y1, x2, y2) from either that or a list of per-image ``Tensor[Ki, 4]``,
+    detached, on ``like``'s device, in ``dtype`` (default ``like``'s dtype, as torchvision's ops require)."""
     if isinstance(rois, (list, tuple)):
         parts = [
             torch.cat((torch.full_like(b[:, :1], float(i)), b), dim=1) if b.numel() else b.new_zeros((0, 5))
@@ -46,7 +55,7 @@ def rois_to_tensor(rois: Tensor | list[Tensor], like: Tensor) -> Tensor:
         rois = torch.cat(parts) if parts else like.new_zeros((0, 5))
     if rois.dim() != 2 or rois.shape[1] != 5:
         raise ValueError(f"rois must be Tensor[K, 5] (batch_idx, x1, y1, x2, y2), got shape {tuple(rois.shape)}")
-    return rois.detach().to(dtype=like.dtype, device=like.device)
+    return rois.detach().to(dtype=like.dtype if dtype is None else dtype, device=like.device)
 
 
 class _WeightedGather(torch.autograd.Function):
@@ -72,7 +81,12 @@ class _WeightedGather(torch.autograd.Function):
         cells, weights = ctx.saved_tensors
         taps = cells.shape[1]
         flat = cells.reshape(-1)
-        order = torch.argsort(flat)
+        # The narrowest integer type that holds the row indices: PyTorch sorts int16 keys 4-5x faster than int64
+        # (radix sort; 2.4 vs 11 ms for the demo's 330k entries on one core). Stable, so each row's bag (and the
+        # float summation order) is the same on every run.
+        rows = ctx.rows
+        key = flat.short() if rows <= 2**15 else flat.int() if rows <= 2**31 else flat
+        order = torch.sort(key, stable=True).indices
         counts = torch.bincount(flat, minlength=ctx.rows)
         offsets = torch.cumsum(counts, 0) - counts
         bags = order // taps  # the output row (bin) each sorted entry came from
@@ -151,7 +165,9 @@ def _roi_align_flat(
     cells = (batch_idx * (h * w))[:, None, None, None, None] + iy[:, :, None, :, None] * w + ix[:, None, :, None, :]
     weights = wy[:, :, None, :, None] * wx[:, None, :, None, :] / count[:, None, None, None, None]
     table = features.permute(0, 2, 3, 1).contiguous().view(b * h * w, ch)  # one row of C values per cell
-    pooled = _WeightedGather.apply(table, cells.reshape(k * oh * ow, -1), weights.reshape(k * oh * ow, -1))
+    # coordinates and weights were computed in float32 (float64); the gather runs in the features' dtype
+    pooled = _WeightedGather.apply(table, cells.reshape(k * oh * ow, -1),
+                                   weights.reshape(k * oh * ow, -1).to(features.dtype))
     return pooled.view(k, oh, ow, ch).permute(0, 3, 1, 2).contiguous()
 
 
@@ -167,7 +183,7 @@ def roi_align_torch(
     if features.dim() != 4:
         raise ValueError(f"features must be Tensor[B, C, H, W], got shape {tuple(features.shape)}")
     out = _pair(output_size)
-    rois_t = rois_to_tensor(rois, features)
+    rois_t = rois_to_tensor(rois, features, coord_dtype(features))
     k = rois_t.shape[0]
     b, c = features.shape[:2]
     if k == 0:

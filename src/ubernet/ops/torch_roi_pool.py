@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ubernet.ops.torch_roi_align import _pair, rois_to_tensor
+from ubernet.ops.torch_roi_align import _pair, coord_dtype, rois_to_tensor
 
 
 def _round_half_away(x: Tensor) -> Tensor:
@@ -49,7 +49,7 @@ def roi_pool_torch(
     if features.dim() != 4:
         raise ValueError(f"features must be Tensor[B, C, H, W], got shape {tuple(features.shape)}")
     oh, ow = _pair(output_size)
-    rois_t = rois_to_tensor(rois, features)
+    rois_t = rois_to_tensor(rois, features, coord_dtype(features))
     b, c, h, w = features.shape
     k = rois_t.shape[0]
     if k == 0:
