@@ -77,10 +77,35 @@ def test_resample_sum_rejects_mismatched_maps() -> None:
 
 def test_matmul_pays_rule() -> None:
     bound = resample.MATMUL_MAX_ROWS
-    assert matmul_pays([bound], 2 * bound)
-    assert not matmul_pays([bound, 1], 2 * bound)
-    assert matmul_pays([bound, 300], 300)  # maps already at the output height do not count
-    assert not matmul_pays([8], 16, torch.device("meta"))  # off the CPU: F.interpolate
+
+    def maps(*heights: int, device: str = "cpu") -> list[torch.Tensor]:
+        return [torch.empty(1, 1, h, 1, device=device) for h in heights]
+
+    assert matmul_pays(maps(bound), 2 * bound)
+    assert not matmul_pays(maps(bound, 1), 2 * bound)
+    assert matmul_pays(maps(bound, 300), 300)  # maps already at the output height do not count
+    assert not matmul_pays(maps(8, device="meta"), 16)  # off the CPU: F.interpolate
+    assert not matmul_pays([], 16)
+
+
+def test_traced_graphs_keep_interpolate() -> None:
+    # ONNX export traces: the graph must hold the standard resize op, not matrices fixed to the traced size
+    taps = [TapSpec("s1", 2, 1), TapSpec("s2", 2, 2)]
+    head = DenseHead(taps=taps, out_channels=1)
+    feats = [torch.randn(1, 2, 8, 8), torch.randn(1, 2, 4, 4)]
+
+    class Scale(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head
+
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return self.head.forward_scale([a, b], (8, 8))
+
+    with torch.no_grad():
+        traced = torch.jit.trace(Scale(), tuple(feats))
+    kinds = {n.kind() for n in traced.graph.nodes()}
+    assert "aten::upsample_bilinear2d" in kinds and "aten::matmul" not in kinds
 
 
 @pytest.mark.parametrize("hidden", [0, 4])

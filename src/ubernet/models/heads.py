@@ -191,7 +191,7 @@ class DenseHead(nn.Module):
         is interpolated and accumulated in place into the first one, in insertion order."""
         size = (int(size[0]), int(size[1]))
         others = [score for key, score in by_res.items() if key != size]
-        if others and matmul_pays([int(s.shape[-2]) for s in others], size[0], others[0].device):
+        if matmul_pays(others, size[0]):
             summed = resample_sum(others, size)
             for key, score in by_res.items():
                 if key == size:

@@ -64,13 +64,13 @@ def interp_matrix(n_in: int, n_out: int, *, dtype: torch.dtype = torch.float32,
     return _interp_matrix_f64(int(n_in), int(n_out)).to(dtype=dtype, device=device)
 
 
-def matmul_pays(heights: Sequence[int], out_h: int, device: torch.device | str = "cpu") -> bool:
-    """Whether :func:`resample_sum` should replace ``F.interpolate`` for maps of these heights on ``device``:
-    on CPU, when their stacked rows (the multiply-adds per output value; maps already at ``out_h`` excluded)
-    are at most :data:`MATMUL_MAX_ROWS`."""
-    if torch.device(device).type != "cpu":
-        return False
-    return sum(h for h in heights if h != out_h) <= MATMUL_MAX_ROWS
+def matmul_pays(maps: Sequence[Tensor], out_h: int) -> bool:
+    """Whether :func:`resample_sum` should replace ``F.interpolate`` for ``maps`` (``Tensor[B, C, h_i, w_i]``)
+    resampled to height ``out_h``: on CPU, outside tracing, when their stacked rows (the multiply-adds per output
+    value; maps already at ``out_h`` excluded) are at most :data:`MATMUL_MAX_ROWS`."""
+    if torch.jit.is_tracing() or not maps or maps[0].device.type != "cpu":
+        return False  # a traced graph (ONNX export) keeps the standard resize op, not size-specific matrices
+    return sum(int(m.shape[-2]) for m in maps if int(m.shape[-2]) != out_h) <= MATMUL_MAX_ROWS
 
 
 def resample_sum(maps: Sequence[Tensor], size: tuple[int, int]) -> Tensor:

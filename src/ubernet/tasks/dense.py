@@ -103,7 +103,7 @@ class DenseTask(Task):
         if self.out_stride == 1:
             return logits
         size = (logits.shape[-2] * self.out_stride, logits.shape[-1] * self.out_stride)
-        if matmul_pays([int(logits.shape[-2])], size[0], logits.device):
+        if matmul_pays([logits], size[0]):
             return resample_sum([logits], size)  # equal to F.interpolate, several times faster on CPU
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
@@ -143,6 +143,11 @@ class DenseTask(Task):
     def from_soft(self, soft: torch.Tensor) -> torch.Tensor:
         """The average of :meth:`soft` maps -> the prediction tensor :meth:`activate` gives. Default: itself."""
         return soft
+
+    def mirror_soft(self, soft: torch.Tensor) -> torch.Tensor:
+        """The :meth:`soft` map ``[..., H, W]`` predicted on a left-right mirrored image, mapped back onto the
+        image: mirrored along W. Tasks whose values have a left-right meaning (normals' x) override it."""
+        return soft.flip(-1)
 
 
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor, ignore: float = 255) -> torch.Tensor:
