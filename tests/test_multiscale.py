@@ -124,3 +124,55 @@ def test_detection_comes_from_one_pass_at_scale_1(tiny_trunk, rng) -> None:
         for k in ("boxes", "scores", "labels"):
             np.testing.assert_array_equal(plain[k], multi["detection"][k])
         assert multi["saliency"].shape == (32, 40)
+
+
+class _ReadsTheImage(nn.Module):
+    """Boundaries logit = the red channel / 255 at every pixel (so a mirrored pass sees mirrored values);
+    normals the constant (1, 0, 1): facing right and the camera, whatever the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.tasks = {"boundaries": build_task("boundaries"), "normals": build_task("normals")}
+
+    def check_tasks(self, tasks):
+        return list(tasks) if tasks is not None else list(self.tasks)
+
+    def forward(self, images, tasks, image_sizes):
+        b, _, h, w = images.shape
+        out = {}
+        for n in tasks:
+            f = images[:, :1] / 255 if n == "boundaries" else torch.tensor([1.0, 0, 1]).view(1, 3, 1, 1).expand(
+                b, 3, h, w).clone()
+            out[n] = DenseOutput([f], f)
+        return out
+
+
+def test_flip_mirrors_each_soft_map_back() -> None:
+    # a red ramp along x, 14 columns (padded to 16 by the divisor: the mirrored image keeps its padding at the
+    # right, and its map is cropped before it is mirrored back)
+    img = np.zeros((6, 14, 3), np.uint8)
+    img[..., 0] = (np.arange(14) * 17)[None, :]
+    s = Sample(image=img, id="ramp")
+    model = _ReadsTheImage()
+    out = predict_multiscale(model, [s], scales=(1.0,), flip=True, size_divisor=4)[0]
+    # both passes give sigmoid(red / 255) at the same pixel once the mirrored one is mirrored back
+    want = 1 / (1 + np.exp(-(np.arange(14) * 17 / 255)))
+    np.testing.assert_allclose(out["boundaries"], np.broadcast_to(want, (6, 14)), rtol=1e-6)
+    # normals: (1, 0, 1) from the mirrored image faces left on the image, (-1, 0, 1): the mean faces the camera
+    np.testing.assert_allclose(out["normals"], np.broadcast_to([0.0, 0.0, 1.0], (6, 14, 3)), atol=1e-6)
+    # the same through predict_samples (flip alone turns multi-scale testing on)
+    via = predict_samples(model, [s], size_divisor=4, flip=True)[0]  # type: ignore[arg-type]
+    np.testing.assert_allclose(via["boundaries"], out["boundaries"])
+
+
+def test_flip_keeps_detection_from_the_unmirrored_pass(tiny_trunk, rng) -> None:
+    det = build_task("detection", num_classes=2, anchor_sizes=(8, 16), representation_size=32)
+    model = UberNet(trunk=tiny_trunk, tasks={"detection": det, "saliency": build_task("saliency")},
+                    scales=(1.0,)).eval()
+    s = _image(rng, 32, 40)
+    plain = predict_samples(model, [s], size_divisor=4)[0]["detection"]
+    flipped = predict_samples(model, [s], size_divisor=4, flip=True)[0]
+    for k in ("boxes", "scores", "labels"):
+        np.testing.assert_array_equal(plain[k], flipped["detection"][k])
+    assert flipped["saliency"].shape == (32, 40)

@@ -100,6 +100,8 @@ class EvalConfig:
     workers: int = 0  # processes for the exact boundary matchers (0 = one per available core; 1 = serial)
     # multi-scale testing (ubernet.multiscale): dense outputs averaged over these input scales; [1.0] = one pass
     test_scales: list[float] = field(default_factory=lambda: [1.0])
+    # flip testing: dense outputs also averaged over the left-right mirrored image (at every test scale)
+    test_flip: bool = False
 
 
 @dataclass

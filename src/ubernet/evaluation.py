@@ -19,15 +19,17 @@ from ubernet.train.engine import collate_images
 @torch.inference_mode()
 def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[str] | None = None, *,
                     bf16: bool = False, size_divisor: int = 1,
-                    scales: Sequence[float] | None = None) -> list[dict[str, Any]]:
+                    scales: Sequence[float] | None = None, flip: bool = False) -> list[dict[str, Any]]:
     """Predictions ``[{task: numpy prediction}]`` for a batch of samples (model in eval mode).
 
     ``scales``: test scales for multi-scale testing (:mod:`ubernet.multiscale`); None or ``[1.0]`` = one pass.
+    ``flip``: dense tasks averaged with their prediction on the mirrored image too (at every test scale).
     """
-    if scales is not None and tuple(float(s) for s in scales) != (1.0,):
+    if flip or (scales is not None and tuple(float(s) for s in scales) != (1.0,)):
         from ubernet.multiscale import predict_multiscale
 
-        return predict_multiscale(model, samples, tasks, scales=scales, bf16=bf16, size_divisor=size_divisor)
+        return predict_multiscale(model, samples, tasks, scales=scales or [1.0], flip=flip, bf16=bf16,
+                                  size_divisor=size_divisor)
     names = model.check_tasks(tasks)
     images, sizes = collate_images(samples, size_divisor)
     device = next(model.parameters()).device
@@ -41,17 +43,19 @@ def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[s
 
 def evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str] | None = None, bf16: bool = False,
              size_divisor: int = 1, progress: bool = True, total: int | None = None,
-             workers: int | None = 1, scales: Sequence[float] | None = None) -> dict[str, dict[str, Any]]:
+             workers: int | None = 1, scales: Sequence[float] | None = None,
+             flip: bool = False) -> dict[str, dict[str, Any]]:
     """Run the model on every sample and score each task on the samples labelled for it.
 
     ``workers``: processes for the exact boundary matchers (BSDS, SBD), which score one image while the model
     predicts the next (:mod:`ubernet.metrics.pool`; identical results); ``None`` or 0 = one per available core.
-    ``scales``: test scales of multi-scale testing (:mod:`ubernet.multiscale`; None = one pass).
+    ``scales``: test scales of multi-scale testing (:mod:`ubernet.multiscale`; None = one pass); ``flip``: dense
+    tasks also averaged over the mirrored image.
     Returns ``{task: metric results}`` (the metric's ``compute()``), plus ``{"images": n}`` per task.
     """
     with metric_workers(workers) as n, _model_threads(n):
         return _evaluate(model, samples, tasks=tasks, bf16=bf16, size_divisor=size_divisor, progress=progress,
-                         total=total, scales=scales)
+                         total=total, scales=scales, flip=flip)
 
 
 @contextmanager
@@ -73,7 +77,7 @@ def _model_threads(workers: int) -> Iterator[None]:
 
 def _evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str] | None, bf16: bool,
               size_divisor: int, progress: bool, total: int | None,
-              scales: Sequence[float] | None = None) -> dict[str, dict[str, Any]]:
+              scales: Sequence[float] | None = None, flip: bool = False) -> dict[str, dict[str, Any]]:
     was_training = model.training
     model.eval()
     names = model.check_tasks(tasks)
@@ -83,7 +87,8 @@ def _evaluate(model: UberNet, samples: Iterable[Sample], *, tasks: Sequence[str]
         labelled = [n for n in names if s.has(n)]
         if not labelled:
             continue
-        pred = predict_samples(model, [s], labelled, bf16=bf16, size_divisor=size_divisor, scales=scales)[0]
+        pred = predict_samples(model, [s], labelled, bf16=bf16, size_divisor=size_divisor, scales=scales,
+                               flip=flip)[0]
         for n in labelled:
             model.tasks[n].update_metric(metrics[n], pred[n], s)
             counts[n] += 1

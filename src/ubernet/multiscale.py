@@ -8,7 +8,10 @@ the task then turns the average into its prediction (:meth:`~ubernet.tasks.dense
 itself, a renormalised normal, an argmax label map). This is independent of the model's own image pyramid
 (``model.scales``), which every pass still runs.
 
-Tasks that are not dense (detection) are predicted once, from the pass at scale 1.
+With ``flip``, every scale is also run on the left-right mirrored image and its soft maps, mirrored back, join
+the average (the flip of DeepLab's and many boundary detectors' test protocols; normals negate their x component).
+
+Tasks that are not dense (detection) are predicted once, from the unmirrored pass at scale 1.
 """
 
 from __future__ import annotations
@@ -35,35 +38,43 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def _batch(samples: Sequence[Sample], scale: float, divisor: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """The samples' images resized by ``scale``, as ``Tensor[B, 3, H, W]`` in [0, 255] zero-padded bottom/right to
-    a common size rounded up to ``divisor``, and each image's resized real size."""
+def _batch(samples: Sequence[Sample], scale: float, divisor: int,
+           mirror: bool = False) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """The samples' images resized by ``scale`` (and mirrored left-right, with ``mirror``), as
+    ``Tensor[B, 3, H, W]`` in [0, 255] zero-padded bottom/right to a common size rounded up to ``divisor``, and
+    each image's resized real size."""
     imgs = []
     for s in samples:
         h, w = s.size
         x = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
+        if mirror:
+            x = x.flip(-1)  # before padding, so that every image keeps its padding at the bottom/right
         imgs.append(_resize(x, (max(1, round(h * scale)), max(1, round(w * scale)))).clamp_(0, 255)[0])
     return pad_images(imgs, divisor)
 
 
 @torch.inference_mode()
 def predict_multiscale(model: UberNet, samples: Sequence[Sample], tasks: Sequence[str] | None = None, *,
-                       scales: Sequence[float] = (0.5, 1.0, 1.5), bf16: bool = False,
+                       scales: Sequence[float] = (0.5, 1.0, 1.5), flip: bool = False, bf16: bool = False,
                        size_divisor: int = 1) -> list[dict[str, Any]]:
     """Predictions ``[{task: numpy prediction}]`` as :func:`ubernet.evaluation.predict_samples` returns them,
-    with every dense task averaged over the test ``scales`` (see the module docstring)."""
+    with every dense task averaged over the test ``scales`` (see the module docstring) and, with ``flip``, over
+    the left-right mirrored image at each scale too (each task mirrors its soft map back:
+    :meth:`~ubernet.tasks.dense.DenseTask.mirror_soft`)."""
     names = model.check_tasks(tasks)
     scales = check_scales(scales)
     dense = [n for n in names if isinstance(model.tasks[n], DenseTask)]
     other = [n for n in names if n not in dense]
-    passes = list(scales) if (1.0 in scales or not other) else [*scales, 1.0]
+    passes = [(s, False) for s in (scales if (1.0 in scales or not other) else [*scales, 1.0])]
+    if flip:
+        passes += [(s, True) for s in scales]
     device = next(model.parameters()).device
     sums: dict[str, list[torch.Tensor | None]] = {n: [None] * len(samples) for n in dense}
     per_other: dict[str, list[Any]] = {}
-    for s in passes:
+    for s, mirror in passes:
         run_dense = dense if s in scales else []
-        run = run_dense + (other if s == 1.0 else [])
-        images, sizes = _batch(samples, s, size_divisor)
+        run = run_dense + (other if s == 1.0 and not mirror else [])
+        images, sizes = _batch(samples, s, size_divisor, mirror)
         with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
             outputs = model(images.to(device), run, image_sizes=sizes)
         for n in run_dense:
@@ -72,10 +83,12 @@ def predict_multiscale(model: UberNet, samples: Sequence[Sample], tasks: Sequenc
             soft = task.soft(task.upsample(outputs[n].fused.float()))
             for i, smp in enumerate(samples):
                 m = soft[i:i + 1, ..., : sizes[i][0], : sizes[i][1]]
+                if mirror:
+                    m = task.mirror_soft(m)
                 m = _resize(m if m.dim() == 4 else m[:, None], smp.size)  # [1, C', H, W]
                 m = m if soft.dim() == 4 else m[:, 0]
                 sums[n][i] = m if sums[n][i] is None else sums[n][i] + m  # type: ignore[operator]
-        for n in other if s == 1.0 else []:
+        for n in other if s == 1.0 and not mirror else []:
             per_other[n] = model.tasks[n].predict(outputs[n], sizes)
     out: list[dict[str, Any]] = []
     for i in range(len(samples)):
@@ -86,7 +99,7 @@ def predict_multiscale(model: UberNet, samples: Sequence[Sample], tasks: Sequenc
             else:
                 task = model.tasks[n]
                 assert isinstance(task, DenseTask)
-                avg = sums[n][i] / len(scales)  # type: ignore[operator]
+                avg = sums[n][i] / (len(scales) * (2 if flip else 1))  # type: ignore[operator]
                 pred[n] = task.to_numpy(task.from_soft(avg)[0])
         out.append(pred)
     return out

@@ -76,7 +76,8 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
         subset = held_out if final else held_out[: cfg.eval.periodic_images]
         t0 = time.time()
         res = headline(evaluate(tr.model, subset, bf16=cfg.train.bf16, size_divisor=div, progress=False,
-                                workers=cfg.eval.workers, scales=cfg.eval.test_scales), model)
+                                workers=cfg.eval.workers, scales=cfg.eval.test_scales, flip=cfg.eval.test_flip),
+                       model)
         short = "  ".join(f"{t}:{next(iter(v.values())):.3f}" for t, v in res.items() if v)
         tqdm.write(f"step {tr.step_count}: eval on {len(subset)} images ({time.time() - t0:.0f} s) {short}")
         return res

@@ -26,6 +26,9 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scales", type=scales_arg, default=None,
                    help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5 "
                    "(default: the run's eval.test_scales)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip testing: dense outputs also averaged over the mirrored image (default: the run's "
+                   "eval.test_flip)")
     p.add_argument("--workers", type=workers_arg, default=0,
                    help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
 
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     samples = eval_samples(cfg)
     tasks = args.tasks.split(",") if args.tasks else None
     results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model),
-                       workers=args.workers, scales=args.scales if args.scales is not None else cfg.eval.test_scales)
+                       workers=args.workers, scales=args.scales if args.scales is not None else cfg.eval.test_scales,
+                       flip=args.flip if args.flip is not None else cfg.eval.test_flip)
     print_metrics(headline(results, model))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))

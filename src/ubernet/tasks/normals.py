@@ -44,6 +44,12 @@ class Normals(DenseTask):
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return F.normalize(logits, dim=1, eps=1e-6)
 
+    def mirror_soft(self, soft: torch.Tensor) -> torch.Tensor:
+        """Mirrored back along W, and x (right) negated: a surface facing right in the mirror faces left."""
+        out = soft.flip(-1)
+        out[:, 0].neg_()
+        return out
+
     def from_soft(self, soft: torch.Tensor) -> torch.Tensor:
         """The mean of unit normals is shorter than 1: renormalise it."""
         return F.normalize(soft, dim=1, eps=1e-6)
