@@ -20,7 +20,6 @@ from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError
 from ubernet.models.heads import DenseHead, DenseOutput
 from ubernet.models.trunks.base import TapSpec
-from ubernet.ops.resample import matmul_pays, resample_sum
 from ubernet.tasks.base import Task
 from ubernet.tasks.losses import BalancedBCE, LeanLoss, MaskedCrossEntropy, lean_loss
 
@@ -103,8 +102,6 @@ class DenseTask(Task):
         if self.out_stride == 1:
             return logits
         size = (logits.shape[-2] * self.out_stride, logits.shape[-1] * self.out_stride)
-        if matmul_pays([logits], size[0]):
-            return resample_sum([logits], size)  # equal to F.interpolate, several times faster on CPU
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def to_target_size(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
