@@ -176,3 +176,16 @@ def test_flip_keeps_detection_from_the_unmirrored_pass(tiny_trunk, rng) -> None:
     for k in ("boxes", "scores", "labels"):
         np.testing.assert_array_equal(plain[k], flipped["detection"][k])
     assert flipped["saliency"].shape == (32, 40)
+
+
+def test_model_predict_with_flip(tiny_trunk, rng) -> None:
+    model = UberNet(trunk=tiny_trunk, tasks={"normals": build_task("normals"), "saliency": build_task("saliency")},
+                    scales=(1.0,)).eval()
+    img = rng.integers(0, 255, (17, 22, 3), dtype=np.uint8)
+    out = model.predict(img, flip=True)
+    assert out["normals"].shape == (17, 22, 3) and out["saliency"].shape == (17, 22)
+    np.testing.assert_allclose(np.linalg.norm(out["normals"], axis=-1), 1.0, atol=1e-5)  # renormalised mean
+    # a mirror-symmetric image: the flipped pass sees the same image, so saliency is its own mirror image
+    sym = np.concatenate([img[:, :11], img[:, :11][:, ::-1]], axis=1)
+    s = model.predict(sym, flip=True)["saliency"]
+    np.testing.assert_allclose(s, s[:, ::-1], atol=1e-6)

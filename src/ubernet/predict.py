@@ -43,19 +43,20 @@ def as_rgb_image(image: np.ndarray, *, where: str = "image") -> np.ndarray:
 
 
 def predict_array(model: UberNet, image: np.ndarray, tasks: Sequence[str] | None = None, *,
-                  bf16: bool = False, scales: Sequence[float] | None = None) -> dict[str, Any]:
-    """``{task: prediction}`` for one image array (see :func:`as_rgb_image` for what is accepted); ``scales``:
-    multi-scale testing (:mod:`ubernet.multiscale`)."""
+                  bf16: bool = False, scales: Sequence[float] | None = None, flip: bool = False) -> dict[str, Any]:
+    """``{task: prediction}`` for one image array (see :func:`as_rgb_image` for what is accepted); ``scales``
+    and ``flip``: multi-scale and flip testing (:mod:`ubernet.multiscale`)."""
     rgb = as_rgb_image(image)
     return predict_samples(model, [Sample(image=rgb)], tasks, bf16=bf16, size_divisor=size_divisor(model),
-                           scales=scales)[0]
+                           scales=scales, flip=flip)[0]
 
 
 def predict_image(model: UberNet, path: str | Path, tasks: Sequence[str] | None = None, *,
-                  bf16: bool = False, scales: Sequence[float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                  bf16: bool = False, scales: Sequence[float] | None = None,
+                  flip: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Read an image file (errors name the file) and predict; returns (RGB image, predictions)."""
     from ubernet.io.images import read_image
 
     rgb = as_rgb_image(read_image(path), where=str(path))
     return rgb, predict_samples(model, [Sample(image=rgb)], tasks, bf16=bf16, size_divisor=size_divisor(model),
-                                scales=scales)[0]
+                                scales=scales, flip=flip)[0]

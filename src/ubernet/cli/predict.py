@@ -24,6 +24,8 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
     p.add_argument("--scales", type=scales_arg, default=None,
                    help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5")
+    p.add_argument("--flip", action="store_true",
+                   help="flip testing: dense outputs also averaged over the left-right mirrored image")
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = args.tasks.split(",") if args.tasks else None
     out = Path(args.out)
     for path in tqdm(expand(args.images), desc="predict"):
-        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16, scales=args.scales)
+        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16, scales=args.scales,
+                                    flip=args.flip)
         for name, p in pred.items():
             model.tasks[name].save(p, out, path.stem)
         if not args.no_panel:

@@ -149,20 +149,21 @@ class UberNet(nn.Module):
         return self.heads[name](feats, image_hw=image_hw, image_sizes=list(image_sizes), targets=targets)
 
     def predict(self, image: Any, tasks: Iterable[str] | None = None, *, bf16: bool = False,
-                scales: Sequence[float] | None = None) -> dict[str, Any]:
+                scales: Sequence[float] | None = None, flip: bool = False) -> dict[str, Any]:
         """Post-processed predictions ``{task: numpy array (or detection dict)}`` for one image.
 
         ``image``: a numpy ``H×W``, ``H×W×3`` or ``H×W×4`` array (uint8, uint16 or float in [0, 1]) or a path.
         ``scales``: test scales, e.g. ``(0.5, 1, 1.5)``: dense outputs averaged over resized copies
-        (:mod:`ubernet.multiscale`); default one pass.
+        (:mod:`ubernet.multiscale`); default one pass. ``flip``: dense outputs also averaged over the mirrored
+        image.
         """
         from pathlib import Path
 
         from ubernet.predict import predict_array, predict_image
 
         if isinstance(image, (str, Path)):
-            return predict_image(self, image, list(tasks) if tasks else None, bf16=bf16, scales=scales)[1]
-        return predict_array(self, image, list(tasks) if tasks else None, bf16=bf16, scales=scales)
+            return predict_image(self, image, list(tasks) if tasks else None, bf16=bf16, scales=scales, flip=flip)[1]
+        return predict_array(self, image, list(tasks) if tasks else None, bf16=bf16, scales=scales, flip=flip)
 
     def forward(
         self,
