@@ -12,8 +12,8 @@ is one small matrix product per map along x and one product over the stacked row
 addition per tap, and a backward of two more products instead of PyTorch's scatter-style interpolation backward.
 
 The products are dense, so they do ``Σ_i h_i`` multiply-adds per output value where the kernel does 4, yet on
-CPU they win by 3-8x up to 640² (:data:`MATMUL_MAX_ROWS`); :func:`matmul_pays` decides, and beyond its
-bound (and off the CPU) callers keep ``F.interpolate``.
+CPU they win by 3-8x up to 640²; :func:`matmul_pays` decides (:data:`MATMUL_MAX_ROWS`), and beyond its bound
+(and off the CPU, and while tracing) callers keep ``F.interpolate``.
 
 Under bf16 autocast the matrices are cast to bf16 like any matmul operand: exact for power-of-two factors (their
 weights are multiples of 2⁻⁶ for factors up to 32), relative error ≤ 2⁻⁹ otherwise — the order of bf16's own
@@ -31,10 +31,12 @@ from torch import Tensor
 
 # Dense products cost Σ h_i multiply-adds per output value (rows stacked along y) where the interpolation kernel
 # costs 4, but the kernel is slow on CPU (its backward scatters). Forward + backward under bf16 autocast, one
-# core, taps at strides 2..16 (Σ h_i = 0.94 H): 128² 3.6-8.7x faster, 256² 6.6-8x, 640² (Σ h_i = 600) with 21
-# channels still 3.1x (benchmarks/resample.py). The bound keeps the dense work well inside what was measured.
+# core, taps at strides 2..16 (Σ h_i = 0.94 H): 128² 3.6-8.7x faster, 256² 6.6-8x, still 3.1x at 640² with 21
+# channels (benchmarks/resample.py). The bound stops at 320 rows all the same: it covers the demo (120) and
+# BSDS-sized images (321 x 481 on VGG-16: 283), while VGG-16 at the paper's 621² (545) keeps the path whose peak
+# memory docs/benchmarks.md reports (the products' stacked rows are one more transient of ~0.9x the output).
 # Only on CPU: GPU interpolation kernels are fast and were not measured against this.
-MATMUL_MAX_ROWS = 640
+MATMUL_MAX_ROWS = 320
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,7 +63,7 @@ def interp_matrix(n_in: int, n_out: int, *, dtype: torch.dtype = torch.float32,
     """
     if n_in < 1 or n_out < 1:
         raise ValueError(f"interp_matrix needs positive sizes, got n_in={n_in}, n_out={n_out}")
-    return _interp_matrix_f64(int(n_in), int(n_out)).to(dtype=dtype, device=device)
+    return _interp_matrix_f64(int(n_in), int(n_out)).to(dtype=dtype, device=device, copy=True)  # cache stays intact
 
 
 def matmul_pays(maps: Sequence[Tensor], out_h: int) -> bool:
