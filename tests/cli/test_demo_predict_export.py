@@ -81,6 +81,20 @@ def test_predict_odd_inputs(demo_run: Path, tmp_path: Path, capsys: pytest.Captu
     assert "corrupt.jpg" in capsys.readouterr().err
 
 
+def test_eval_and_predict_with_flip(demo_run: Path, tmp_path: Path) -> None:
+    ckpt = str(demo_run / "last.safetensors")
+    out = tmp_path / "flip.json"
+    assert main(["eval", "--checkpoint", ckpt, "--max-images", "3", "--workers", "1", "--flip", "--bf16",
+                 "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results) == set(KEYS) and all(r["images"] == 3 for r in results.values())
+    assert math.isfinite(results["normals"]["mean"])
+    img = _write(tmp_path / "x.png", np.random.default_rng(1).integers(0, 255, (30, 41, 3), dtype=np.uint8))
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(tmp_path / "p"), "--flip", "--no-panel",
+                 str(img)]) == 0
+    assert np.load(tmp_path / "p" / "normals" / "x.npy").shape == (30, 41, 3)
+
+
 def test_export_round_trip(demo_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
