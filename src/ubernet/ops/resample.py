@@ -12,7 +12,7 @@ is one small matrix product per map along x and one product over the stacked row
 addition per tap, and a backward of two more products instead of PyTorch's scatter-style interpolation backward.
 
 The products are dense, so they do ``Σ_i h_i`` multiply-adds per output value where the kernel does 4, yet on
-CPU they win by 3-8x up to 640²; :func:`matmul_pays` decides (:data:`MATMUL_MAX_ROWS`), and beyond its bound
+CPU they win by 2-4x up to 640²; :func:`matmul_pays` decides (:data:`MATMUL_MAX_ROWS`), and beyond its bound
 (and off the CPU, and while tracing) callers keep ``F.interpolate``.
 
 Under bf16 autocast the matrices are cast to bf16 like any matmul operand: exact for power-of-two factors (their
@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 # Dense products cost Σ h_i multiply-adds per output value (rows stacked along y) where the interpolation kernel
-# costs 4, but the kernel is slow on CPU (its backward scatters). Forward + backward under bf16 autocast, one
-# core, taps at strides 2..16 (Σ h_i = 0.94 H): 128² 3.6-8.7x faster, 256² 6.6-8x, still 3.1x at 640² with 21
-# channels (benchmarks/resample.py). The bound stops at 320 rows all the same: it covers the demo (120) and
+# costs 4, but the kernel is slow on CPU (its backward scatters). Forward + backward under bf16 autocast, taps at
+# strides 2..16 (Σ h_i = 0.94 H), 1 or 2 threads: 128² 2.2-3.7x faster, 256² 4.1-4.3x, still 2.3x at 640² with
+# 21 channels (benchmarks/resample.py). The bound stops at 320 rows all the same: it covers the demo (120) and
 # BSDS-sized images (321 x 481 on VGG-16: 283), while VGG-16 at the paper's 621² (545) keeps the path whose peak
 # memory docs/benchmarks.md reports (the products' stacked rows are one more transient of ~0.9x the output).
 # Only on CPU: GPU interpolation kernels are fast and were not measured against this.
