@@ -113,17 +113,19 @@ def test_cli_scales_argument() -> None:
             scales_arg(bad)
 
 
-def test_detection_comes_from_one_pass_at_scale_1(tiny_trunk, rng) -> None:
+@pytest.mark.parametrize("scales,flip", [((0.5, 1.0, 2.0), False),
+                                         ((0.5, 2.0), False),  # 1 absent: an extra pass at 1 for detection alone
+                                         ((1.0,), True), ((0.5, 2.0), True)])  # never the mirrored pass
+def test_detection_comes_from_one_unmirrored_pass_at_scale_1(scales, flip: bool, tiny_trunk, rng) -> None:
     det = build_task("detection", num_classes=2, anchor_sizes=(8, 16), representation_size=32)
     model = UberNet(trunk=tiny_trunk, tasks={"detection": det, "saliency": build_task("saliency")},
                     scales=(1.0,)).eval()
     s = _image(rng, 32, 40)
     plain = predict_samples(model, [s], size_divisor=4)[0]["detection"]
-    for scales in ((0.5, 1.0, 2.0), (0.5, 2.0)):  # 1 absent: an extra pass at 1 for detection alone
-        multi = predict_multiscale(model, [s], scales=scales, size_divisor=4)[0]
-        for k in ("boxes", "scores", "labels"):
-            np.testing.assert_array_equal(plain[k], multi["detection"][k])
-        assert multi["saliency"].shape == (32, 40)
+    multi = predict_multiscale(model, [s], scales=scales, flip=flip, size_divisor=4)[0]
+    for k in ("boxes", "scores", "labels"):
+        np.testing.assert_array_equal(plain[k], multi["detection"][k])
+    assert multi["saliency"].shape == (32, 40)
 
 
 class _ReadsTheImage(nn.Module):
@@ -164,18 +166,6 @@ def test_flip_mirrors_each_soft_map_back() -> None:
     # the same through predict_samples (flip alone turns multi-scale testing on)
     via = predict_samples(model, [s], size_divisor=4, flip=True)[0]  # type: ignore[arg-type]
     np.testing.assert_allclose(via["boundaries"], out["boundaries"])
-
-
-def test_flip_keeps_detection_from_the_unmirrored_pass(tiny_trunk, rng) -> None:
-    det = build_task("detection", num_classes=2, anchor_sizes=(8, 16), representation_size=32)
-    model = UberNet(trunk=tiny_trunk, tasks={"detection": det, "saliency": build_task("saliency")},
-                    scales=(1.0,)).eval()
-    s = _image(rng, 32, 40)
-    plain = predict_samples(model, [s], size_divisor=4)[0]["detection"]
-    flipped = predict_samples(model, [s], size_divisor=4, flip=True)[0]
-    for k in ("boxes", "scores", "labels"):
-        np.testing.assert_array_equal(plain[k], flipped["detection"][k])
-    assert flipped["saliency"].shape == (32, 40)
 
 
 def test_model_predict_with_flip(tiny_trunk, rng) -> None:
