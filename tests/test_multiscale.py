@@ -126,6 +126,8 @@ def test_detection_comes_from_one_unmirrored_pass_at_scale_1(scales, flip: bool,
     for k in ("boxes", "scores", "labels"):
         np.testing.assert_array_equal(plain[k], multi["detection"][k])
     assert multi["saliency"].shape == (32, 40)
+    alone = predict_multiscale(model, [s], ["detection"], scales=scales, flip=flip, size_divisor=4)[0]
+    np.testing.assert_array_equal(plain["boxes"], alone["detection"]["boxes"])  # no dense task: one pass
 
 
 class _ReadsTheImage(nn.Module):

@@ -74,6 +74,8 @@ def predict_multiscale(model: UberNet, samples: Sequence[Sample], tasks: Sequenc
     for s, mirror in passes:
         run_dense = dense if s in scales else []
         run = run_dense + (other if s == 1.0 and not mirror else [])
+        if not run:
+            continue  # a mirrored pass of a model asked for no dense task
         images, sizes = _batch(samples, s, size_divisor, mirror)
         with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext():
             outputs = model(images.to(device), run, image_sizes=sizes)
