@@ -56,6 +56,16 @@ def test_round_half_away_from_zero() -> None:
     assert out.item() == 9.0
 
 
+def test_bf16_features_keep_exact_box_coordinates() -> None:
+    # feature value = column index (exact in bf16 below 256); x1 = 2005 px at stride 16 is column 125.3 -> 125,
+    # but a bf16 box edge would be 2008 (8 significant bits) -> 125.5 -> 126: the first bin's max would move
+    feat = torch.arange(160, dtype=torch.float32).expand(1, 1, 4, 160).contiguous()
+    rois = torch.tensor([[0.0, 2005.0, 0.0, 2100.0, 60.0]])
+    want = roi_pool_torch(feat, rois, (1, 6), 1 / 16)
+    got = roi_pool_torch(feat.to(torch.bfloat16), rois, (1, 6), 1 / 16)
+    assert torch.equal(got.float(), want)
+
+
 def test_empty_bins_are_zero() -> None:
     feat = torch.full((1, 1, 4, 4), -5.0)
     # entirely outside the map: every bin clips to an empty range -> 0, not -5 or -inf
