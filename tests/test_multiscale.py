@@ -168,6 +168,8 @@ def test_flip_mirrors_each_soft_map_back() -> None:
     # the same through predict_samples (flip alone turns multi-scale testing on)
     via = predict_samples(model, [s], size_divisor=4, flip=True)[0]  # type: ignore[arg-type]
     np.testing.assert_allclose(via["boundaries"], out["boundaries"])
+    with pytest.raises(ConfigError, match="test scales"):  # no scales is an error, with or without flip
+        predict_samples(model, [s], scales=[], flip=True)  # type: ignore[arg-type]
 
 
 def test_model_predict_with_flip(tiny_trunk, rng) -> None:

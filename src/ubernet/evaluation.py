@@ -28,8 +28,8 @@ def predict_samples(model: UberNet, samples: Sequence[Sample], tasks: Sequence[s
     if flip or (scales is not None and tuple(float(s) for s in scales) != (1.0,)):
         from ubernet.multiscale import predict_multiscale
 
-        return predict_multiscale(model, samples, tasks, scales=scales or [1.0], flip=flip, bf16=bf16,
-                                  size_divisor=size_divisor)
+        return predict_multiscale(model, samples, tasks, scales=(1.0,) if scales is None else scales, flip=flip,
+                                  bf16=bf16, size_divisor=size_divisor)
     names = model.check_tasks(tasks)
     images, sizes = collate_images(samples, size_divisor)
     device = next(model.parameters()).device

@@ -199,7 +199,7 @@ class DenseHead(nn.Module):
             return summed
         out: torch.Tensor | None = None
         for key, score in by_res.items():
-            if key != tuple(size):
+            if key != size:
                 score = F.interpolate(score, size=size, mode="bilinear", align_corners=False)
             out = score if out is None else out.add_(score)
         assert out is not None
