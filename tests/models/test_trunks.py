@@ -39,9 +39,10 @@ CASES = [
     ("mobilenet_v2", {"width": 0.5, "output_stride": 16}, [(8, 2), (16, 4), (16, 8), (48, 16), (1280, 16)]),
     ("compact", {}, [(32, 1), (64, 2), (128, 4), (256, 8), (256, 16)]),
     ("compact", {"widths": (4, 8, 8, 16, 16)}, [(4, 1), (8, 2), (8, 4), (16, 8), (16, 16)]),
+    ("compact", {"widths": (4, 8, 8, 16, 16, 24)}, [(4, 1), (8, 2), (8, 4), (16, 8), (16, 16), (24, 32)]),
 ]
 TAP_NAMES = {"vgg16": VGG_TAPS, "resnet50": RESNET_TAPS, "mobilenet_v2": MBV2_TAPS,
-             "compact": ["s1", "s2", "s4", "s8", "s16"]}
+             "compact": ["s1", "s2", "s4", "s8", "s16", "s32"]}  # s32 only with six widths
 # small configs for the gradient tests (seconds on 2 CPU cores)
 SMALL = {
     "vgg16": {"fc_channels": 64},
@@ -80,12 +81,18 @@ def test_invalid_output_stride(name: str, bad: int) -> None:
         build_trunk(name, output_stride=bad)
 
 
+@pytest.mark.parametrize("widths", [(4, 8, 8, 16), (4, 8, 8, 16, 16, 16, 16), (4, 8, 0, 16, 16), "wide"])
+def test_compact_widths_are_checked(widths: object) -> None:
+    with pytest.raises(ConfigError, match=r"compact trunk widths must be 5 or 6 positive"):
+        build_trunk("compact", widths=widths)
+
+
 @pytest.mark.parametrize("case", CASES, ids=_ids)
 def test_declared_taps_match_tensors(case: tuple) -> None:
     name, kwargs, expected = case
     torch.manual_seed(0)
     trunk = build_trunk(name, **kwargs).eval()
-    assert [t.name for t in trunk.taps] == TAP_NAMES[name]
+    assert [t.name for t in trunk.taps] == TAP_NAMES[name][: len(expected)]
     assert [(t.channels, t.stride) for t in trunk.taps] == expected
     h, w = 64, 32  # divisible by every stride: sizes are exact
     with torch.no_grad():

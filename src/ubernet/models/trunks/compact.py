@@ -11,6 +11,10 @@ boundaries need) to 16 (context for recognition):
     stage 3 (stride 4):  maxpool, conv3x3(w3) ×2   -> tap "s4"
     stage 4 (stride 8):  maxpool, conv3x3(w4) ×2   -> tap "s8"
     stage 5 (stride 16): maxpool, conv3x3(w5) ×2   -> tap "s16"
+    stage 6 (stride 32): maxpool, conv3x3(w6) ×2   -> tap "s32"   (only with six widths)
+
+The optional sixth stage widens the context of the deepest features (theoretical receptive field 140 px at
+stride 16, 284 px at 32) for a few per cent more computation: at stride 32 a 128-px image is a 4×4 map.
 
 Every convolution is a dense 3×3 (no depthwise), which bf16 autocast + channels_last runs on the CPU's matrix
 units. Pooling uses ``ceil_mode`` so a tap of an ``H×W`` input is ``ceil(H/s)×ceil(W/s)`` like every trunk here.
@@ -34,18 +38,24 @@ def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
 
 
 class CompactTrunk(Trunk):
-    """Five VGG-style stages of two 3×3 conv-BN-ReLU layers; taps after each stage (strides 1, 2, 4, 8, 16).
+    """Five (or six) VGG-style stages of two 3×3 conv-BN-ReLU layers; taps after each stage (strides 1, 2, 4, 8,
+    16, and 32 with six widths).
 
     Input: normalised ``Tensor[B, 3, H, W]`` (torchvision's ImageNet normalisation, so images look alike to every
-    trunk). Output of :meth:`forward`: five taps ``Tensor[B, widths[i], ceil(H / 2**i), ceil(W / 2**i)]``.
+    trunk). Output of :meth:`forward`: one tap per stage ``Tensor[B, widths[i], ceil(H / 2**i), ceil(W / 2**i)]``.
     """
 
     def __init__(self, *, widths: Sequence[int] = DEFAULT_WIDTHS, freeze_bn: bool = False,
                  frozen_stages: int = 0) -> None:
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if len(widths) != 5 or min(widths) < 1:
-            raise ConfigError(f"compact trunk widths must be 5 positive channel counts, got {list(widths)}")
+        given = widths
+        try:
+            widths = tuple(int(w) for w in widths)
+        except (TypeError, ValueError):
+            widths = ()
+        if len(widths) not in (5, 6) or min(widths) < 1:
+            raise ConfigError(f"compact trunk widths must be 5 or 6 positive channel counts (a sixth adds a "
+                              f"stride-32 stage), got {given!r}")
         stages: list[nn.Module] = []
         cin = 3
         for i, w in enumerate(widths):
@@ -69,5 +79,5 @@ class CompactTrunk(Trunk):
 @register_trunk("compact")
 def compact(*, widths: Sequence[int] = DEFAULT_WIDTHS, freeze_bn: bool = False, frozen_stages: int = 0) -> CompactTrunk:
     """Compact VGG-style trunk for small images trained from scratch. ``widths``: channels of the five stages
-    (default 32, 64, 128, 256, 256); ``freeze_bn`` default False (there are no pretrained statistics to keep)."""
+    (default 32, 64, 128, 256, 256), or six for a stride-32 stage; ``freeze_bn`` default False (there are no pretrained statistics to keep)."""
     return CompactTrunk(widths=widths, freeze_bn=freeze_bn, frozen_stages=frozen_stages)
