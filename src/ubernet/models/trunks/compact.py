@@ -79,5 +79,6 @@ class CompactTrunk(Trunk):
 @register_trunk("compact")
 def compact(*, widths: Sequence[int] = DEFAULT_WIDTHS, freeze_bn: bool = False, frozen_stages: int = 0) -> CompactTrunk:
     """Compact VGG-style trunk for small images trained from scratch. ``widths``: channels of the five stages
-    (default 32, 64, 128, 256, 256), or six for a stride-32 stage; ``freeze_bn`` default False (there are no pretrained statistics to keep)."""
+    (default 32, 64, 128, 256, 256), or six for a stride-32 stage; ``freeze_bn`` default False (there are no
+    pretrained statistics to keep)."""
     return CompactTrunk(widths=widths, freeze_bn=freeze_bn, frozen_stages=frozen_stages)
