@@ -2,8 +2,8 @@
 
 Mean IoU averages classes, so a rare class predicted too rarely costs as much as a common one. Logit adjustment
 (Menon et al., ICLR 2021) predicts ``argmax_c (log p_c - tau * log prior_c)``: ``tau = 0`` is the plain argmax,
-``tau = 1`` the balanced-error rule. This script runs a checkpoint on a synthetic ``full`` draw (flip-tested like
-the demo; a seed other than the demo's held-out set, so a ``tau`` chosen here is not fitted to the test images),
+``tau = 1`` the balanced-error rule. This script runs a checkpoint on a draw of its held-out source (flip-tested
+like the demo; a seed other than the demo's held-out set, so a ``tau`` chosen here is not fitted to the test images),
 counts the class priors on that draw and prints the mean IoU and per-class IoU for each ``tau``.
 
 Usage::
@@ -34,7 +34,8 @@ def main() -> None:
     a = ap.parse_args()
     model, cfg = load_model(a.checkpoint)
     task = model.tasks["semseg"]
-    ds = SynthDataset(source="full", n=a.n, seed=a.seed, size=(128, 128))
+    held = cfg.eval.data  # the demo's held-out source and image size, another seed
+    ds = SynthDataset(source=held.source, n=a.n, seed=a.seed, size=(held.size[0], held.size[1]))
     soft_maps: list[torch.Tensor] = []
     plain = task.from_soft
     task.from_soft = lambda soft: (soft_maps.append(soft[0].clone()), plain(soft))[1]  # keep the averaged softmax
@@ -52,9 +53,12 @@ def main() -> None:
     print("class prior:", " ".join(f"{n}={p:.4f}" for n, p in zip(CLASSES, prior)))
     for tau in a.taus:
         pred = (logp - tau * np.log(np.maximum(prior, 1e-12))[None, :, None, None]).argmax(1)
-        conf = np.bincount(gt[valid] * c + pred[valid], minlength=c * c).reshape(c, c)
-        iou = np.diag(conf) / np.maximum(conf.sum(0) + conf.sum(1) - np.diag(conf), 1)
-        print(f"tau={tau:g}: mIoU {iou.mean():.4f} | " + " ".join(f"{n} {v:.3f}" for n, v in zip(CLASSES, iou)))
+        metric = task.make_metric()  # the task's own dataset-pooled IoU, as `ubernet eval` scores it
+        for p, g in zip(pred, gt):
+            metric.update(p, g)
+        res = metric.compute()
+        per = " ".join(f"{n} {v:.3f}" if v is not None else f"{n} -" for n, v in zip(CLASSES, res["per_class"]))
+        print(f"tau={tau:g}: mIoU {res['miou']:.4f} | {per}")
 
 
 if __name__ == "__main__":
