@@ -235,5 +235,5 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
         sampler.prefetch(cfg.train.prefetch)  # same draws, loaded ahead in a background process
     trainer = Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward,
                       combine=cfg.train.combine, weighting=weighting, bf16=cfg.train.bf16,
-                      size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed)
+                      size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed, ema=cfg.train.ema)
     return trainer, task_opts

@@ -89,6 +89,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     prefetch: int = 0  # draws loaded ahead by a background process (0 = load in the training process)
+    ema: float = 0.0  # decay of a moving average of the weights used for evaluation and prediction (0 = none)
 
 
 @dataclass
@@ -256,6 +257,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     if cfg.train.prefetch < 0:
         raise ConfigError(f"train.prefetch must be >= 0 (0 = off), got {cfg.train.prefetch}")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        raise ConfigError(f"train.ema must be in [0, 1) (the average's per-step decay; 0 = off), got {cfg.train.ema}")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr must be > 0, got {cfg.train.lr}")
     if cfg.train.combine == "pcgrad" and cfg.train.backward != "bounded":

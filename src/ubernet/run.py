@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,10 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
         final = tr.step_count >= cfg.train.steps
         subset = held_out if final else held_out[: cfg.eval.periodic_images]
         t0 = time.time()
-        res = headline(evaluate(tr.model, subset, bf16=cfg.train.bf16, size_divisor=div, progress=False,
-                                workers=cfg.eval.workers, scales=cfg.eval.test_scales, flip=cfg.eval.test_flip),
-                       model)
+        with averaged(tr):  # the weight average, when the run keeps one, is what evaluations score
+            res = headline(evaluate(tr.model, subset, bf16=cfg.train.bf16, size_divisor=div, progress=False,
+                                    workers=cfg.eval.workers, scales=cfg.eval.test_scales,
+                                    flip=cfg.eval.test_flip), model)
         short = "  ".join(f"{t}:{next(iter(v.values())):.3f}" for t, v in res.items() if v)
         tqdm.write(f"step {tr.step_count}: eval on {len(subset)} images ({time.time() - t0:.0f} s) {short}")
         return res
@@ -100,8 +102,15 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     final = evals.history[-1][1]
     t_eval = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(final, indent=2))
-    write_pictures(model, held_out, evals.history, out, bf16=cfg.train.bf16)
+    with averaged(trainer):
+        write_pictures(model, held_out, evals.history, out, bf16=cfg.train.bf16)
     return RunResult(out, final, t_train, t_eval, trainer.step_count, trainer.skipped)
+
+
+def averaged(trainer: Trainer) -> AbstractContextManager[Any]:
+    """A block in which the trainer's model holds its weight average (``train.ema``), or its own weights when
+    the run keeps none."""
+    return trainer.ema.applied(trainer.model) if trainer.ema is not None else nullcontext()
 
 
 def write_pictures(model: UberNet, held_out: list[Sample], history: list[Any], out: Path, *, bf16: bool = False,
@@ -115,16 +124,26 @@ def write_pictures(model: UberNet, held_out: list[Sample], history: list[Any], o
     save_png(curves(loss_history(out / "log.csv"), history, model), out / "curves.png")
 
 
-def load_model(checkpoint: str | Path) -> tuple[UberNet, Config]:
-    """Rebuild the model saved in a checkpoint written by a run (weights loaded, eval mode)."""
+def load_model(checkpoint: str | Path, *, weights: str = "auto") -> tuple[UberNet, Config]:
+    """Rebuild the model saved in a checkpoint written by a run (weights loaded, eval mode).
+
+    ``weights``: ``"auto"`` loads the weight average when the run kept one (``train.ema``, what its evaluations
+    scored) and the trained weights otherwise; ``"ema"`` insists on the average, ``"raw"`` takes the trained
+    weights (the last iterate)."""
+    if weights not in ("auto", "ema", "raw"):
+        raise ConfigError(f"weights must be 'auto', 'ema' or 'raw', got {weights!r}")
     tensors, meta = load_checkpoint(checkpoint)
+    has_ema = "ema" in meta
+    if weights == "ema" and not has_ema:
+        raise DataError(f"{checkpoint}: the run kept no weight average (train.ema was 0); use the trained weights")
+    prefix = "ema" if has_ema and weights != "raw" else "model"
     if "config" not in meta:
         raise DataError(f"{checkpoint}: checkpoint has no config (not written by `ubernet train`)")
     cfg = from_dict(Config, meta["config"])
     cfg.model.pretrained = None  # the checkpoint holds the weights
     model = build_model(cfg, meta["task_options"])
     try:
-        model.load_state_dict(prefixed(tensors, "model"))
+        model.load_state_dict(prefixed(tensors, prefix))
     except RuntimeError as e:
         raise DataError(f"{checkpoint}: weights do not fit the configured model ({e})") from e
     if "input_norm" in meta:

@@ -57,9 +57,10 @@ CHILD = textwrap.dedent('''
                for t in tasks]
     sampler = UnionSampler([UnionEntry("a", a, ("saliency",), 2.0), UnionEntry("b", b, ("saliency", "semseg"))],
                            seed=5)
-    if len(sys.argv) > 5:
+    if len(sys.argv) > 5 and int(sys.argv[5]):
         sampler.prefetch(int(sys.argv[5]))
-    trainer = Trainer(model=model, rule=AsyncSGD(groups), sampler=sampler, weighting=w, combine="pcgrad")
+    ema = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    trainer = Trainer(model=model, rule=AsyncSGD(groups), sampler=sampler, weighting=w, combine="pcgrad", ema=ema)
     ckpt = os.path.join(out, "last.safetensors")
     hooks = [CheckpointHook(ckpt, every=kill_at if mode == "kill" else 0)]
     if mode == "kill":
@@ -71,7 +72,10 @@ CHILD = textwrap.dedent('''
     if mode == "resume":
         trainer.load_state(*load_checkpoint(ckpt))
     trainer.train(n_steps)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(out, "final.safetensors"))
+    final = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if trainer.ema is not None:
+        final.update({"ema/" + k: v.contiguous() for k, v in trainer.ema.shadow.items()})
+    save_file(final, os.path.join(out, "final.safetensors"))
 ''')
 
 
@@ -79,14 +83,15 @@ def run_child(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("prefetch", [(), ("3",)], ids=["plain", "prefetch"])
+@pytest.mark.parametrize("prefetch", [(), ("3",), ("0", "0.7")], ids=["plain", "prefetch", "ema"])
 def test_kill_and_resume_is_bit_exact(tmp_path: Path, prefetch: tuple[str, ...]) -> None:
     """With ``prefetch``, the killed and resumed runs load their batches in a background worker; the straight
-    run does not: the weights must still be bit-identical."""
+    run does not: the weights must still be bit-identical. With a weight average (``ema``, all three runs keep
+    one), the average must resume bit-exactly too."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
     killed.mkdir()
-    r = run_child("straight", str(straight), "23", "0")
+    r = run_child("straight", str(straight), "23", "0", *(("0", *prefetch[1:]) if prefetch[1:] else ()))
     assert r.returncode == 0, r.stderr
     r = run_child("kill", str(killed), "23", "9", *prefetch)
     assert r.returncode == -9, r.stderr  # really killed, no clean shutdown
@@ -97,5 +102,6 @@ def test_kill_and_resume_is_bit_exact(tmp_path: Path, prefetch: tuple[str, ...])
     a = load_file(str(straight / "final.safetensors"))
     b = load_file(str(killed / "final.safetensors"))
     assert a.keys() == b.keys()
+    assert any(k.startswith("ema/") for k in a) == (len(prefetch) > 1)
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -6,12 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from ubernet.cli.tables import print_metrics, scales_arg
+from ubernet.cli.tables import add_weights_arg, print_metrics, scales_arg
 from ubernet.metrics.pool import workers_arg
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `ubernet train`")
+    add_weights_arg(p)
     p.add_argument("--data", default=None, help="dataset format (synth, bsds500, voc, ...); default: the run's "
                    "own evaluation set")
     p.add_argument("--root", default=None, help="dataset root (for real formats)")
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from ubernet.evaluation import evaluate, headline
     from ubernet.run import eval_samples, load_model
 
-    model, cfg = load_model(args.checkpoint)
+    model, cfg = load_model(args.checkpoint, weights=args.weights)
     if args.data is not None:
         cfg.eval.data = SourceConfig(name="eval", kind=args.data, root=args.root, split=args.split,
                                      source=args.source, n=args.n, seed=args.seed)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ubernet.cli.tables import add_weights_arg
 from ubernet.errors import UbernetError
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
+    add_weights_arg(p)
     p.add_argument("--onnx", required=True, help="output .onnx file")
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
                    help="example input size used for tracing (multiples of the trunk's coarsest stride)")
@@ -19,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from ubernet.export import export_onnx
     from ubernet.run import load_model
 
-    model, _ = load_model(args.checkpoint)
+    model, _ = load_model(args.checkpoint, weights=args.weights)
     diffs = export_onnx(model, args.onnx, size=tuple(args.size), opset=args.opset)
     print(f"wrote {args.onnx}")
     if not diffs:

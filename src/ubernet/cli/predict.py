@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ubernet.cli.tables import scales_arg
+from ubernet.cli.tables import add_weights_arg, scales_arg
 from ubernet.errors import UbernetError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp"}
@@ -17,6 +17,7 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp"}
 
 def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
+    add_weights_arg(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ubernet.report import panel, save_png
     from ubernet.run import load_model
 
-    model, _ = load_model(args.checkpoint)
+    model, _ = load_model(args.checkpoint, weights=args.weights)
     tasks = args.tasks.split(",") if args.tasks else None
     out = Path(args.out)
     for path in tqdm(expand(args.images), desc="predict"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 
@@ -25,3 +26,10 @@ def scales_arg(text: str) -> tuple[float, ...]:
     except (ValueError, ConfigError):
         raise argparse.ArgumentTypeError(f"expected distinct comma-separated scales in [0.1, 4], e.g. 0.5,1,1.5; "
                                          f"got {text!r}") from None
+
+
+def add_weights_arg(p: argparse.ArgumentParser) -> None:
+    """``--weights auto|ema|raw``: which of a checkpoint's weights to load (:func:`ubernet.run.load_model`)."""
+    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="the run's weight average (train.ema) or its last trained weights; auto (default): the "
+                   "average when the run kept one")

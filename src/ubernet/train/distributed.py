@@ -214,6 +214,7 @@ class DistributedTrainer(Trainer):
         result = StepResult(step=self.step_count, losses=losses, sources=sources, draws=n,
                             skipped=dropped_round > 0)
         result.updated = self.rule.accumulate(totals)
+        self.update_average()
         return result
 
     def _reduce(self, counts: dict[str, int], dropped: int, *, active: bool) -> tuple[dict[str, int], int, bool]:

@@ -25,6 +25,7 @@ from ubernet.models.ubernet import UberNet
 from ubernet.train.async_sgd import AsyncSGD
 from ubernet.train.bounded import TaskBatch, bounded_backward, summed_backward
 from ubernet.train.checkpoint import capture_rng, prefixed, restore_rng
+from ubernet.train.ema import WeightAverage
 from ubernet.train.weighting import UncertaintyWeighting
 
 
@@ -82,12 +83,14 @@ class Trainer:
         size_divisor: pad batches to a multiple of this (e.g. the trunk's output stride).
         tap_grads: the bounded backward's in-place tap gradients (``True``, ``False``, ``"auto"``: by tap size;
             :func:`~ubernet.train.tap_grads.use_tap_grads`).
+        ema: decay of an exponential moving average of the weights (:class:`~ubernet.train.ema.WeightAverage`),
+            updated after every step that reached the rule and used by evaluations; 0 = none.
     """
 
     def __init__(self, *, model: UberNet, rule: AsyncSGD, sampler: UnionSampler, backward: str = "bounded",
                  combine: str = "sum", weighting: UncertaintyWeighting | None = None, bf16: bool = False,
                  size_divisor: int = 1, hooks: Sequence[Hook] = (), seed: int = 0,
-                 tap_grads: bool | str = "auto") -> None:
+                 tap_grads: bool | str = "auto", ema: float = 0.0) -> None:
         if backward not in ("bounded", "summed"):
             raise ValueError(f"backward must be 'bounded' or 'summed', got {backward!r}")
         self.model, self.rule, self.sampler = model, rule, sampler
@@ -99,6 +102,7 @@ class Trainer:
         self.pcgrad_rng = random.Random(seed)
         self.stop_requested = False
         self.target_steps = 0
+        self.ema = WeightAverage(model, ema) if ema > 0 else None
 
     def weigh(self, task: str, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
         gamma = self.model.tasks[task].loss_weight
@@ -120,7 +124,13 @@ class Trainer:
             self.rule.zero_sample_grads()
             return result
         result.updated = self.rule.accumulate(counts)
+        self.update_average()
         return result
+
+    def update_average(self) -> None:
+        """Fold the current weights into the weight average, if there is one (after each rule step)."""
+        if self.ema is not None:
+            self.ema.update(self.model)
 
     def forward_backward(self, samples: Sequence[Sample]) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
         """The multi-task backward of one batch, its gradient left in ``p.grad`` (cleared first).
@@ -174,6 +184,8 @@ class Trainer:
         if self.weighting is not None:
             tensors.update({f"weighting/{k}": v for k, v in self.weighting.state_dict().items()})
         tensors.update({f"rule/{k}": v for k, v in self.rule.state_tensors().items()})
+        if self.ema is not None:
+            tensors.update({f"ema/{k}": v for k, v in self.ema.state_tensors().items()})
         rng_t, rng_meta = capture_rng()
         tensors.update(rng_t)
         meta = {"step": self.step_count, "skipped": self.skipped, "rule": self.rule.state_meta(),
@@ -182,6 +194,8 @@ class Trainer:
                 # The input normalisation is part of the model (e.g. HED's BGR mean after loading its h5) but not a
                 # tensor of its state dict: without it a reloaded model would see differently scaled images.
                 "input_norm": asdict(self.model.trunk.input_norm)}
+        if self.ema is not None:
+            meta["ema"] = {"decay": self.ema.decay, "updates": self.ema.updates}
         return tensors, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -191,6 +205,11 @@ class Trainer:
         if self.weighting is not None:
             self.weighting.load_state_dict(prefixed(tensors, "weighting"))
         self.rule.load_state(prefixed(tensors, "rule"), meta["rule"])
+        if self.ema is not None:
+            if "ema" in meta:
+                self.ema.load_state(prefixed(tensors, "ema"), meta["ema"]["updates"])
+            else:  # a checkpoint of a run without the average: start it from the resumed weights
+                self.ema = WeightAverage(self.model, self.ema.decay)
         self.sampler.load_state_dict(meta["sampler"])
         restore_rng(tensors, meta["rng"])
         v, st, g = meta["pcgrad_rng"]
