@@ -14,7 +14,9 @@ boundaries need) to 16 (context for recognition):
     stage 6 (stride 32): maxpool, conv3x3(w6) ×2   -> tap "s32"   (only with six widths)
 
 The optional sixth stage widens the context of the deepest features (theoretical receptive field 140 px at
-stride 16, 284 px at 32) for a few per cent more computation: at stride 32 a 128-px image is a 4×4 map.
+stride 16, 284 px at 32): at stride 32 a 128-px image is a 4×4 map. Few FLOPs, yet on CPU it made the demo's step
+10-15 % slower (oneDNN's backward of 3×3 convolutions on 4×4 maps is slow), which cost more than the stage gave
+at equal wall time (docs/benchmarks.md, ninth round).
 
 Every convolution is a dense 3×3 (no depthwise), which bf16 autocast + channels_last runs on the CPU's matrix
 units. Pooling uses ``ceil_mode`` so a tap of an ``H×W`` input is ``ceil(H/s)×ceil(W/s)`` like every trunk here.
