@@ -20,6 +20,7 @@ from ubernet.errors import ConfigError
 from ubernet.models.ubernet import UberNet
 from ubernet.tasks.base import build_task, discover_tasks, task_names
 from ubernet.tasks.dense import LabelTask, median_frequency_weights
+from ubernet.train.allocator import retain_freed_memory
 from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule
 from ubernet.train.engine import Trainer
 from ubernet.train.weighting import UncertaintyWeighting
@@ -221,6 +222,8 @@ def size_divisor(model: UberNet) -> int:
 
 def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict[str, dict[str, Any]]]:
     """Everything for training from a config: (trainer, resolved task options)."""
+    if cfg.train.allocator == "retain":
+        retain_freed_memory()  # process-wide: glibc keeps freed memory mapped (ubernet.train.allocator)
     torch.manual_seed(cfg.seed)
     entries, class_names = build_union(cfg)
     task_opts = resolve_task_options(cfg, class_names, entries)

@@ -90,6 +90,7 @@ class TrainConfig:
     progress: bool = True
     prefetch: int = 0  # draws loaded ahead by a background process (0 = load in the training process)
     ema: float = 0.0  # decay of a moving average of the weights used for evaluation and prediction (0 = none)
+    allocator: str = "retain"  # retain (keep freed memory mapped: fewer page faults per step, glibc) | system
 
 
 @dataclass
@@ -249,6 +250,7 @@ def validate(cfg: Config) -> None:
     _choice("train.combine", cfg.train.combine, ("sum", "pcgrad"))
     _choice("train.weighting", cfg.train.weighting, ("fixed", "uncertainty"))
     _choice("train.rule", cfg.train.rule, ("sgd", "adamw"))
+    _choice("train.allocator", cfg.train.allocator, ("retain", "system"))
     _choice("train.schedule.kind", cfg.train.schedule.kind, ("constant", "step", "poly", "cosine"))
     _choice("model.tap_norm", cfg.model.tap_norm, ("bn", "none"))
     if cfg.train.steps < 1:

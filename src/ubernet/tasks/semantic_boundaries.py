@@ -3,6 +3,13 @@
 Loss: multi-label class-balanced BCE (each image's positives over all classes weighted by the fraction of
 negatives, as HED/CASENet). Prediction: per-class probabilities ``C×H×W``; metric = per-class ODS max F and AP
 with the boundary benchmark's matching (SBD protocol), averaged over classes.
+
+``factorized: true`` (beyond the paper) splits *where* from *which class*: the head gives one class-agnostic
+boundary logit ``e`` and ``C`` class logits ``k``, and class ``c``'s probability is ``σ(e) · softmax(k)_c``.
+``e`` learns with the balanced BCE against "a boundary of any class"; ``k`` with softmax cross-entropy on the
+pixels within one pixel (3×3) of a labelled boundary, the target being the classes labelled there. With one
+balanced BCE channel per class, a negative weighs ~1/(C·boundary fraction) of a positive, so which class a boundary
+belongs to is barely trained; the cross-entropy trains exactly that, unweighted.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError
@@ -20,6 +28,65 @@ from ubernet.tasks.losses import BalancedBCE, LeanLoss, lean_loss
 from ubernet.viz import multilabel_to_rgb
 
 
+class FactorizedBoundaryLoss(LeanLoss):
+    """Loss of the factorized head, per image: ``L = L_edge + λ · L_class``.
+
+    Logits ``x``: ``[1 + C, H, W]`` (``e = x[0]``, ``k = x[1:]``). Target ``t``: ``[2C, H, W]``: the ``C``
+    labelled boundary maps (1 = boundary of that class, 0 = not, ``ignore`` = does not count), then the same maps
+    dilated by one pixel (3×3), which mark the *band* where the class is supervised. With ``valid`` = no channel
+    ignored, ``y = any_c t_c`` and ``b`` = BCE with logits, over valid pixels: P positives, N negatives,
+    ``n = max(P + N, 1)``: ``L_edge = (N/n · Σ_pos b(e, 1) + P/n · Σ_neg b(e, 0)) / n`` (HED's balanced BCE);
+    band pixels ``β`` (valid, some dilated label), soft target ``q = d / Σ_c d``:
+    ``L_class = Σ_β (logsumexp(k) − q·k) / max(#β, 1)``. Gradients: ``dL/de = w (σ(e) − y) / n`` (``w = N/n`` on
+    positives, ``P/n`` on negatives), ``dL/dk = λ (softmax(k) − q) / max(#β, 1)`` on the band, 0 elsewhere.
+    Statistics: ``[Σ_pos b, Σ_neg b, P, N, Σ_β ce, #β]``.
+    """
+
+    def __init__(self, class_weight: float = 1.0, ignore: float = 255) -> None:
+        self.class_weight = float(class_weight)
+        self.ignore = ignore
+
+    def _parts(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """``(pos, neg, band, q)`` for a target block ``[2C, r, W]``: masks ``[r, W]``, ``q`` ``[C, r, W]`` in
+        ``dtype``."""
+        c = t.shape[0] // 2
+        labels, dilated = t[:c], t[c:]
+        valid = (labels != self.ignore).all(0)
+        edge = (labels == 1).any(0)
+        d = (dilated == 1) & valid[None]
+        count = d.sum(0)
+        band = count > 0
+        q = d.to(dtype) / count.clamp(min=1).to(dtype)
+        return edge & valid, valid & ~edge, band, q
+
+    def block_statistics(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        pos, neg, band, q = self._parts(t, x.dtype)
+        e, k = x[0], x[1:]
+        b = F.binary_cross_entropy_with_logits(e, pos.to(e.dtype), reduction="none")
+        ce = torch.logsumexp(k, 0).sub_((q * k).sum(0))
+        zero = b.new_zeros(())
+        return torch.stack([torch.where(pos, b, zero).sum(), torch.where(neg, b, zero).sum(),
+                            pos.sum().to(b.dtype), neg.sum().to(b.dtype),
+                            torch.where(band, ce, zero).sum(), band.sum().to(b.dtype)])
+
+    def finish(self, stats: torch.Tensor) -> torch.Tensor:
+        s_pos, s_neg, p, n_neg, s_ce, n_band = stats.unbind(1)
+        n = (p + n_neg).clamp(min=1)
+        return ((n_neg / n) * s_pos + (p / n) * s_neg) / n + self.class_weight * s_ce / n_band.clamp(min=1)
+
+    def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        pos, neg, band, q = self._parts(t, x.dtype)
+        e, k = x[0], x[1:]
+        n = (stats[2] + stats[3]).clamp(min=1)
+        w_pos, w_neg = (stats[3] / n / n).to(x.dtype), (stats[2] / n / n).to(x.dtype)
+        weight = torch.where(pos, w_pos, torch.where(neg, w_neg, x.new_zeros(())))
+        g = torch.empty_like(x)
+        g[0] = torch.sigmoid(e).sub_(pos.to(x.dtype)).mul_(weight)
+        scale = (self.class_weight / stats[5].clamp(min=1)).to(x.dtype)
+        g[1:] = torch.softmax(k, 0).sub_(q).mul_(torch.where(band, scale, x.new_zeros(()))[None])
+        return g
+
+
 @register_task
 class SemanticBoundaries(DenseTask):
     name = "semantic_boundaries"
@@ -27,34 +94,58 @@ class SemanticBoundaries(DenseTask):
     default_stride = 1
     pad_value = 255
 
-    def __init__(self, *, num_classes: int, nms: bool = True, thresholds: int = 99, **kw: object) -> None:
-        """``num_classes`` counts object classes *without* background (channel c = class c + 1)."""
+    def __init__(self, *, num_classes: int, nms: bool = True, thresholds: int = 99, factorized: bool = False,
+                 class_loss_weight: float = 1.0, **kw: object) -> None:
+        """``num_classes`` counts object classes *without* background (channel c = class c + 1).
+        ``factorized``: class-agnostic boundary × class distribution (module docstring); ``class_loss_weight``:
+        its λ."""
         super().__init__(**kw)  # type: ignore[arg-type]
         if int(num_classes) < 1:
             raise ConfigError(f"semantic_boundaries.num_classes must be >= 1, got {num_classes}")
+        if not isinstance(factorized, bool):
+            raise ConfigError(f"semantic_boundaries.factorized must be true or false, got {factorized!r}")
+        if isinstance(class_loss_weight, bool) or not isinstance(class_loss_weight, (int, float)) \
+                or not class_loss_weight >= 0:
+            raise ConfigError(f"semantic_boundaries.class_loss_weight must be a number >= 0, got "
+                              f"{class_loss_weight!r}")
         self.num_classes = int(num_classes)
         self.nms = bool(nms)
         self.thresholds = int(thresholds)
+        self.factorized = factorized
+        self.class_loss_weight = float(class_loss_weight)
 
     @property
     def out_channels(self) -> int:
-        return self.num_classes
+        return self.num_classes + 1 if self.factorized else self.num_classes
 
     def target_tensor(self, sample: Sample) -> torch.Tensor:
+        """``[C, H, W]`` float (1 boundary, 0 not, 255 ignored); factorized: ``[2C, H, W]``, the labels and
+        their 3×3 dilation (255 where the label is ignored)."""
         t = np.asarray(sample.targets["semantic_boundaries"])
-        if t.shape[0] != self.num_classes:
-            raise ValueError(f"sample {sample.id!r}: semantic_boundaries has {t.shape[0]} classes, the task "
-                             f"was built for {self.num_classes}")
-        return torch.from_numpy(np.ascontiguousarray(t)).float()
+        if t.ndim != 3 or t.shape[0] != self.num_classes:
+            raise ValueError(f"sample {sample.id!r}: semantic_boundaries has shape {t.shape}, the task was built "
+                             f"for {self.num_classes}×H×W")
+        labels = torch.from_numpy(np.ascontiguousarray(t)).float()
+        if not self.factorized:
+            return labels
+        dilated = F.max_pool2d((labels == 1).float()[None], 3, stride=1, padding=1)[0]
+        dilated = torch.where(labels == self.pad_value, labels, dilated)
+        return torch.cat([labels, dilated])
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return lean_loss(self.lean_pixel_loss(), logits, target)
 
     def lean_pixel_loss(self) -> LeanLoss:
-        """Multi-label class-balanced BCE, 255 ignored (:class:`~ubernet.tasks.losses.BalancedBCE`)."""
+        """Multi-label class-balanced BCE, 255 ignored (:class:`~ubernet.tasks.losses.BalancedBCE`); factorized:
+        :class:`FactorizedBoundaryLoss`."""
+        if self.factorized:
+            return FactorizedBoundaryLoss(self.class_loss_weight, 255)
         return BalancedBCE(255)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` probabilities: ``σ(x)``; factorized ``σ(x[:, :1]) · softmax(x[:, 1:])``."""
+        if self.factorized:
+            return torch.sigmoid(logits[:, :1]) * torch.softmax(logits[:, 1:], dim=1)
         return torch.sigmoid(logits)
 
     def make_metric(self):

@@ -162,7 +162,10 @@ class AsyncSGD:
         g, opt = self.groups[name], self.optimizers[name]
         count = max(self.counters[name], 1)
         sums = self.sums[name]
-        for p, mean in zip(g.params, torch._foreach_div(sums, float(count))):
+        # In place: the sums become the mean gradients the optimiser reads (a fresh buffer per step would cost a
+        # page-faulting allocation of every parameter's size; they are zeroed right after the step anyway).
+        torch._foreach_div_(sums, float(count))
+        for p, mean in zip(g.params, sums):
             p.grad = mean
         for pg in opt.param_groups:
             pg["lr"] = self.lr(name)
