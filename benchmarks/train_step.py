@@ -20,12 +20,15 @@ Usage::
     .venv/bin/python benchmarks/train_step.py                       # configs/synthetic.yaml, 2 threads
     .venv/bin/python benchmarks/train_step.py --variants recipe --variant 'prefetch:train.prefetch=4'
     .venv/bin/python benchmarks/train_step.py --steps 25 --repeats 5 --json docs/_parts/bench-results/train_step.json
+    git worktree add /tmp/prev HEAD~1  # then: the current code against the previous commit, in one run
+    .venv/bin/python benchmarks/train_step.py --variants recipe --code prev=/tmp/prev
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -78,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[;KEY=VALUE...]",
                    help="an extra variant: overrides on top of the config's (repeatable), e.g. "
                         "'wide:model.trunk_options.widths=[16,32,64,192,192]'")
+    p.add_argument("--code", action="append", default=[], metavar="NAME=CHECKOUT",
+                   help="run variant NAME on the package of another checkout (e.g. a `git worktree` of the previous "
+                        "commit): its child imports CHECKOUT/src first; repeatable. Compares code versions in one run")
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
     for spec in a.variant:
@@ -85,7 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         if not name or not rest:
             p.error(f"--variant expects NAME:KEY=VALUE[;KEY=VALUE...], got {spec!r}")
         VARIANTS[name] = ([o for o in rest.split(";") if o], False, False)
+    code = {}
+    for spec in a.code:
+        name, _, root = spec.partition("=")
+        if not (Path(root) / "src" / "ubernet").is_dir():
+            p.error(f"--code {spec!r}: {root}/src/ubernet is not a package checkout")
+        code[name] = str(Path(root).resolve() / "src")
     names = [v for v in a.variants.split(",") if v] + [spec.partition(":")[0] for spec in a.variant]
+    for name in code:
+        if name not in VARIANTS:  # a code version of the recipe
+            VARIANTS[name] = ([], False, False)
+            names.append(name)
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
@@ -96,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         extra, tap, interpolate = VARIANTS[name]
         args = {"config": a.config, "overrides": [*a.overrides, *extra], "threads": a.threads,
                 "warmup": a.warmup, "steps": a.steps, "tap_grads": tap, "interpolate": interpolate}
+        env = dict(os.environ)
+        if name in code:
+            env["PYTHONPATH"] = os.pathsep.join([code[name], *filter(None, [env.get("PYTHONPATH")])])
         proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, env=env)
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise SystemExit(f"variant {name}: the child failed to start (see its error above)")

@@ -148,8 +148,8 @@ def test_channelwise_fusion_equals_grouped_conv() -> None:
     torch.testing.assert_close(DenseHead._fuse(head.layer_fuse, maps), grouped)
 
 
-@pytest.mark.parametrize("hidden", [0, 2])
-def test_folded_forward_scale_equals_paper_definition(hidden: int) -> None:
+@pytest.mark.parametrize(("hidden", "context"), [(0, ()), (2, ()), (2, (1, 2))])
+def test_folded_forward_scale_equals_paper_definition(hidden: int, context: tuple[int, ...]) -> None:
     """forward_scale folds the fusion weights into the skip convs and sums equal-resolution taps before upsampling;
     it must equal upsample-every-tap-then-grouped-fusion (paper Fig. 2), in value and in every gradient."""
     import torch.nn.functional as F
@@ -159,7 +159,7 @@ def test_folded_forward_scale_equals_paper_definition(hidden: int) -> None:
 
     torch.manual_seed(0)
     specs = [TapSpec("a", 4, 1), TapSpec("b", 6, 2), TapSpec("c", 5, 4), TapSpec("d", 3, 4)]  # c, d share a stride
-    head = DenseHead(taps=specs, out_channels=3, hidden=hidden, hidden_min_stride=2).double()
+    head = DenseHead(taps=specs, out_channels=3, hidden=hidden, hidden_min_stride=2, context=context).double()
     for p in head.parameters():
         torch.nn.init.normal_(p)
     taps = [torch.randn(2, s.channels, 20 // s.stride, 24 // s.stride, dtype=torch.float64, requires_grad=True)
@@ -184,6 +184,10 @@ def test_folded_forward_scale_equals_paper_definition(hidden: int) -> None:
 @pytest.mark.parametrize(("opts", "match"), [({"head_hidden": -1}, "semseg.head_hidden"),
                                              ({"head_hidden": 2.5}, "semseg.head_hidden"),
                                              ({"head_min_stride": 3}, "semseg.head_min_stride"),
+                                             ({"head_context": [1, 2]}, "needs head_hidden"),
+                                             ({"head_hidden": 4, "head_context": [1, 1]}, "distinct"),
+                                             ({"head_hidden": 4, "head_context": [0]}, "semseg.head_context"),
+                                             ({"head_hidden": 4, "head_context": 2}, "semseg.head_context"),
                                              ({"class_weights": [1.0, 2.0]}, "semseg.class_weights"),
                                              ({"class_weights": [1.0, 0.0, 2.0]}, "semseg.class_weights"),
                                              ({"class_weights": [1.0, float("nan"), 2.0]}, "semseg.class_weights"),
@@ -253,3 +257,43 @@ def test_median_frequency_is_resolved_from_the_union() -> None:
                              "data": [{"kind": "synth", "source": "msra-like"}]})
     with pytest.raises(ConfigError, match="only label tasks"):
         resolve_task_options(bad, {}, entries)
+
+
+def test_context_block_by_hand() -> None:
+    """A unit impulse at the centre of a 9×9 map through all-ones 3×3 kernels: the rate-r branch is 1 on the
+    dilated 3×3 pattern around the centre (offsets -r, 0, r) and 0 elsewhere; the image branch is the mean
+    (1/81) everywhere."""
+    from ubernet.models.heads import ContextBlock
+
+    block = ContextBlock(1, 1, (1, 2)).double()
+    for m in block.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.ones_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[0, 0, 4, 4] = 1
+    out = block(x)
+    assert block.out_channels == 3 and out.shape == (1, 3, 9, 9)
+    for ch, r in enumerate((1, 2)):
+        want = torch.zeros(9, 9, dtype=torch.float64)
+        for dy in (-r, 0, r):
+            for dx in (-r, 0, r):
+                want[4 + dy, 4 + dx] = 1
+        torch.testing.assert_close(out[0, ch], want)
+    torch.testing.assert_close(out[0, 2], torch.full((9, 9), 1 / 81, dtype=torch.float64))
+
+
+def test_head_context_builds_context_blocks_on_deep_taps(tiny_trunk) -> None:
+    from ubernet.models.heads import ContextBlock
+    from ubernet.models.ubernet import UberNet
+
+    task = build_task("semseg", num_classes=3, head_hidden=4, head_context=[1, 2], head_min_stride=2)
+    model = UberNet(trunk=tiny_trunk, tasks={"semseg": task}, scales=(1.0,))
+    head = model.heads["semseg"]
+    strides = [tiny_trunk.taps[i].stride for i in head.tap_index]
+    for block, skip, stride in zip(head.blocks, head.skips, strides):
+        assert isinstance(block, ContextBlock) == (stride >= 2)
+        if stride >= 2:
+            assert skip.in_channels == 4 * 3  # two rates and the image branch, 4 channels each
+    out = model(torch.rand(2, 3, 16, 12) * 255)["semseg"]
+    assert out.fused.shape == (2, 3, 4, 3)

@@ -26,18 +26,20 @@ def _sample(labels: np.ndarray) -> Sample:
     return Sample(image=np.zeros((h, w, 3), np.uint8), targets={"semantic_boundaries": labels}, id="s")
 
 
-def ref_factorized(x: torch.Tensor, t: torch.Tensor, lam: float) -> torch.Tensor:
-    """The loss as documented, with autograd: ``[B, 1 + C, H, W]`` logits, ``[B, 2C, H, W]`` targets."""
-    c = t.shape[1] // 2
-    labels, dilated = t[:, :c], t[:, c:]
+def ref_factorized(x: torch.Tensor, labels: torch.Tensor, lam: float) -> torch.Tensor:
+    """The loss as documented, with autograd, from the raw labels: ``[B, 1 + C, H, W]`` logits, ``[B, C, H, W]``
+    labels (1 boundary, 0 not, 255 ignored); the band is the labels' 3×3 dilation, derived here independently
+    of the task's target encoding."""
     valid = (labels != 255).all(1)
-    edge = (labels == 1).any(1) & valid
+    on = labels == 1
+    edge = on.any(1) & valid
     neg = valid & ~edge
     p, n_neg = edge.sum((1, 2)).double(), neg.sum((1, 2)).double()
     n = (p + n_neg).clamp(min=1)
     b = F.binary_cross_entropy_with_logits(x[:, 0], edge.double(), reduction="none")
     edge_loss = ((n_neg / n) * (b * edge).sum((1, 2)) + (p / n) * (b * neg).sum((1, 2))) / n
-    d = ((dilated == 1) & valid[:, None]).double()
+    d = (F.max_pool2d(on.double(), 3, stride=1, padding=1) > 0) & valid[:, None]
+    d = d.double()
     band = d.sum(1) > 0
     q = d / d.sum(1, keepdim=True).clamp(min=1)
     ce = torch.logsumexp(x[:, 1:], 1) - (q * x[:, 1:]).sum(1)
@@ -50,9 +52,10 @@ def test_factorized_loss_by_hand() -> None:
     # Edge: P = N = 1, n = 2, each BCE term log 2: L_edge = (1/2 log 2 + 1/2 log 2) / 2 = log(2) / 2.
     # The 3x3 dilation puts both pixels in class 1's band: q = (1, 0), ce = log 2 at both: L_class = log 2.
     # dL/de = w (1/2 - y) / n with w = 1/2: -1/8 at A, +1/8 at B; dL/dk = (softmax - q) / 2 = (-1/4, +1/4).
+    # Target: codes y + 2m (m = classes whose dilation covers the pixel) = (3, 2), then the dilated labels.
     task = build_task("semantic_boundaries", num_classes=2, factorized=True)
     target = task.target_tensor(_sample(np.array([[[1, 0]], [[0, 0]]], np.uint8)))
-    torch.testing.assert_close(target, torch.tensor([[[1.0, 0]], [[0, 0]], [[1, 1]], [[0, 0]]]))
+    torch.testing.assert_close(target, torch.tensor([[[3.0, 2]], [[1, 1]], [[0, 0]]]))
     x = torch.zeros(1, 3, 1, 2, dtype=torch.float64, requires_grad=True)
     loss = task.pixel_loss(x, target[None].double())
     assert loss.item() == pytest.approx(1.5 * math.log(2), rel=1e-14)
@@ -69,7 +72,12 @@ def test_factorized_loss_two_classes_and_ignored_pixels_by_hand() -> None:
     loss = FactorizedBoundaryLoss(class_weight=0.5)
     x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [math.log(3), 0.0]], dtype=torch.float64).view(1, 3, 1, 2)
     x.requires_grad_(True)
-    t = torch.tensor([[1, 0], [1, 255], [1, 0], [1, 255]], dtype=torch.float64).view(1, 4, 1, 2)
+    task = build_task("semantic_boundaries", num_classes=2, factorized=True)
+    t = task.target_tensor(_sample(np.array([[[1, 0]], [[1, 255]]], np.uint8)))
+    # A: boundary of both classes, in both bands: code 1 + 2 * 2 = 5 (q = (1/2, 1/2)); B: ignored, code 255 and
+    # out of both bands
+    torch.testing.assert_close(t, torch.tensor([[[5.0, 255]], [[1, 0]], [[1, 0]]]))
+    t = t[None].double()
     value = L.lean_loss(loss, x, t)
     assert value.item() == pytest.approx(0.5 * (math.log(4) - math.log(3) / 2), rel=1e-14)
     value.sum().backward()
@@ -89,12 +97,13 @@ def test_factorized_loss_equals_reference(chunk, lam, monkeypatch) -> None:
     labels[1] = 0  # image 1: no boundary at all
     labels[2] = 255  # image 2: nothing valid
     target = torch.stack([task.target_tensor(_sample(lb)) for lb in labels]).double()
+    raw = torch.from_numpy(labels).double()
     g = torch.Generator().manual_seed(0)
     full = torch.randn(3, 4, 13, 11, generator=g, dtype=torch.float64) * 3
     x1 = full.clone().requires_grad_(True)
     x2 = full.clone().requires_grad_(True)
     coef = torch.tensor([0.7, -1.3, 2.0], dtype=torch.float64)
-    v1 = ref_factorized(x1[..., :12, :10], target, lam)  # a cropped view, as to_target_size gives
+    v1 = ref_factorized(x1[..., :12, :10], raw, lam)  # a cropped view, as to_target_size gives
     v2 = task.pixel_loss(x2[..., :12, :10], target)
     torch.testing.assert_close(v2, v1, rtol=1e-12, atol=1e-14)
     (v1 * coef).sum().backward()
@@ -111,12 +120,15 @@ def test_factorized_targets_dilate_labels_and_keep_ignored() -> None:
     labels[1, 0, 3] = 1
     labels[:, 2, 0] = 255
     t = task.target_tensor(_sample(labels)).numpy()
-    assert t.shape == (4, 3, 4)
-    np.testing.assert_array_equal(t[:2], labels)
-    band0 = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [255, 1, 1, 0]])  # 3x3 around (1, 1); the ignored pixel stays
-    band1 = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [255, 0, 0, 0]])
-    np.testing.assert_array_equal(t[2], band0)
-    np.testing.assert_array_equal(t[3], band1)
+    assert t.shape == (3, 3, 4)
+    # Bands: 3x3 around (1, 1) for class 0 and around (0, 3) for class 1; the ignored pixel (2, 0) is in neither
+    # and its code is 255. Code = boundary + 2 * (number of bands covering the pixel): 4 at (0, 2) and (1, 2).
+    code = np.array([[2, 2, 4, 3], [2, 3, 4, 2], [255, 2, 2, 0]])
+    q0 = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [0, 1, 1, 0]])
+    q1 = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(t[0], code)
+    np.testing.assert_array_equal(t[1], q0)
+    np.testing.assert_array_equal(t[2], q1)
     plain = build_task("semantic_boundaries", num_classes=2).target_tensor(_sample(labels))
     assert plain.shape == (2, 3, 4)
 
@@ -138,8 +150,10 @@ def test_factorized_head_predicts_one_map_per_class(tiny_trunk) -> None:
     assert pred.shape == (4, 16, 12) and pred.min() >= 0 and pred.max() <= 1
 
 
-@pytest.mark.parametrize(("key", "value"), [("factorized", "yes"), ("class_loss_weight", -1),
-                                            ("class_loss_weight", True)])
-def test_factorized_options_are_validated(key, value) -> None:
+@pytest.mark.parametrize(("key", "value", "classes"), [("factorized", "yes", 2), ("class_loss_weight", -1, 2),
+                                                       ("class_loss_weight", True, 2), ("factorized", True, 127)])
+def test_factorized_options_are_validated(key, value, classes) -> None:
     with pytest.raises(ConfigError, match=key):
-        build_task("semantic_boundaries", num_classes=2, **{key: value})
+        build_task("semantic_boundaries", num_classes=classes, **{key: value})
+    if classes == 127:
+        assert build_task("semantic_boundaries", num_classes=126, factorized=True).out_channels == 127

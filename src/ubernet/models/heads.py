@@ -60,6 +60,33 @@ def output_size(image_hw: tuple[int, int], out_stride: int) -> tuple[int, int]:
     return -(-h // out_stride), -(-w // out_stride)
 
 
+class ContextBlock(nn.Module):
+    """Atrous spatial pyramid pooling (DeepLab v3, Chen et al. 2017) at one tap: parallel 3×3 convolutions with
+    dilations ``rates`` and an image-level branch (global average, 1×1 conv, broadcast back), each ``width``
+    channels + ReLU, concatenated.
+
+    Input ``Tensor[B, C_in, h, w]``; output ``Tensor[B, width · (len(rates) + 1), h, w]`` (:attr:`out_channels`).
+    Beyond the paper's linear skips: a pixel's score then reads features up to ``max(rates)`` cells away (at
+    stride 16, ±64 px for rate 4) and the whole image, at the cost of convolutions on the deep, small taps only.
+    Padding ``= rate`` keeps the size; zero padding of a batch's padded border is seen like an image border.
+    """
+
+    def __init__(self, in_channels: int, width: int, rates: Sequence[int]) -> None:
+        super().__init__()
+        self.rates = tuple(int(r) for r in rates)
+        self.branches = nn.ModuleList(nn.Conv2d(in_channels, width, 3, padding=r, dilation=r) for r in self.rates)
+        self.image_pool = nn.Conv2d(in_channels, width, 1)
+        self.out_channels = width * (len(self.rates) + 1)
+        for conv in [*self.branches, self.image_pool]:
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.relu(self.image_pool(x.mean((2, 3), keepdim=True)))
+        maps = [F.relu(conv(x)) for conv in self.branches]
+        return torch.cat([*maps, pooled.expand(-1, -1, x.shape[-2], x.shape[-1])], 1)
+
+
 class DenseHead(nn.Module):
     """Skip layers + layer fusion + scale fusion for one dense task.
 
@@ -74,6 +101,8 @@ class DenseHead(nn.Module):
             skips. Beyond the paper: capacity of the task's own, cheap because the deep taps are small (on the
             synthetic demo it helped at 8k samples but not at 21.6k: docs/benchmarks.md, fifth round).
         hidden_min_stride: the shallowest tap stride that gets the block.
+        context: dilation rates of a :class:`ContextBlock` (``hidden`` channels per branch) used as the block
+            instead of the single 3×3 conv; empty (default): the single conv, when ``hidden`` is set.
     """
 
     def __init__(
@@ -86,6 +115,7 @@ class DenseHead(nn.Module):
         use_taps: Sequence[int] | None = None,
         hidden: int = 0,
         hidden_min_stride: int = 8,
+        context: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.tap_index = list(range(len(taps))) if use_taps is None else list(use_taps)
@@ -96,13 +126,21 @@ class DenseHead(nn.Module):
         self.out_channels = out_channels
         self.out_stride = out_stride
         self.num_scales = num_scales
-        # Identity where a tap has no block, so state-dict keys stay `blocks.<k>.0.weight` for the others.
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(taps[i].channels, hidden, 3, padding=1), nn.ReLU())
-            if hidden and taps[i].stride >= hidden_min_stride else nn.Identity()
-            for i in self.tap_index)
+        if context and not hidden:
+            raise ValueError("a context block needs hidden > 0 channels per branch")
+
+        def block(i: int) -> nn.Module:
+            # Identity where a tap has no block, so state-dict keys stay `blocks.<k>.0.weight` for the others.
+            if not hidden or taps[i].stride < hidden_min_stride:
+                return nn.Identity()
+            if context:
+                return ContextBlock(taps[i].channels, hidden, context)
+            return nn.Sequential(nn.Conv2d(taps[i].channels, hidden, 3, padding=1), nn.ReLU())
+
+        self.blocks = nn.ModuleList(block(i) for i in self.tap_index)
         self.skips = nn.ModuleList(
-            nn.Conv2d(hidden if isinstance(b, nn.Sequential) else taps[i].channels, out_channels, 1)
+            nn.Conv2d(getattr(b, "out_channels", hidden) if not isinstance(b, nn.Identity) else taps[i].channels,
+                      out_channels, 1)
             for b, i in zip(self.blocks, self.tap_index))
         n = len(self.tap_index)
         # Grouped 1×1 conv: output channel c fuses channel c of every tap's score map. Initialised to the mean

@@ -36,6 +36,9 @@ class DenseTask(Task):
             >= ``head_min_stride`` before their 1×1 skips (:class:`DenseHead` ``hidden``); 0 = the paper's
             linear skips.
         head_min_stride: the shallowest tap stride that gets the block.
+        head_context: dilation rates, e.g. ``[1, 2, 4]``: the block is then an ASPP-style
+            :class:`~ubernet.models.heads.ContextBlock` (a 3×3 conv per rate and an image-level branch,
+            ``head_hidden`` channels each) instead of one 3×3 conv; needs ``head_hidden``. Empty: no context.
     """
 
     #: target field read from the sample (the first of ``fields``).
@@ -44,7 +47,8 @@ class DenseTask(Task):
     pad_value: float = 255
 
     def __init__(self, *, loss_weight: float = 1.0, scale_loss_weight: float = 0.5,
-                 out_stride: int | None = None, head_hidden: int = 0, head_min_stride: int = 8) -> None:
+                 out_stride: int | None = None, head_hidden: int = 0, head_min_stride: int = 8,
+                 head_context: Sequence[int] = ()) -> None:
         super().__init__(loss_weight=loss_weight)
         self.scale_loss_weight = float(scale_loss_weight)
         self.out_stride = int(out_stride or self.default_stride)
@@ -56,8 +60,16 @@ class DenseTask(Task):
         if head_min_stride not in (1, 2, 4, 8, 16, 32):
             raise ConfigError(f"{self.name}.head_min_stride must be one of 1, 2, 4, 8, 16, 32; "
                               f"got {head_min_stride!r}")
+        rates = list(head_context) if isinstance(head_context, (list, tuple)) else None
+        if rates is None or not all(isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 32 for r in rates) \
+                or len(set(rates)) != len(rates):
+            raise ConfigError(f"{self.name}.head_context must be a list of distinct dilation rates in 1..32 (e.g. "
+                              f"[1, 2, 4]) or []; got {head_context!r}")
+        if rates and not head_hidden:
+            raise ConfigError(f"{self.name}.head_context needs head_hidden > 0 (the channels of each branch)")
         self.head_hidden = head_hidden
         self.head_min_stride = int(head_min_stride)
+        self.head_context = tuple(rates)
 
     @property
     @abstractmethod
@@ -67,7 +79,8 @@ class DenseTask(Task):
     # --- model side -------------------------------------------------------------------------------------------
     def build_head(self, *, taps: Sequence[TapSpec], num_scales: int) -> DenseHead:
         return DenseHead(taps=taps, out_channels=self.out_channels, out_stride=self.out_stride,
-                         num_scales=num_scales, hidden=self.head_hidden, hidden_min_stride=self.head_min_stride)
+                         num_scales=num_scales, hidden=self.head_hidden, hidden_min_stride=self.head_min_stride,
+                         context=self.head_context)
 
     @abstractmethod
     def target_tensor(self, sample: Sample) -> torch.Tensor:

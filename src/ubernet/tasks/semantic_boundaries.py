@@ -31,43 +31,46 @@ from ubernet.viz import multilabel_to_rgb
 class FactorizedBoundaryLoss(LeanLoss):
     """Loss of the factorized head, per image: ``L = L_edge + λ · L_class``.
 
-    Logits ``x``: ``[1 + C, H, W]`` (``e = x[0]``, ``k = x[1:]``). Target ``t``: ``[2C, H, W]``: the ``C``
-    labelled boundary maps (1 = boundary of that class, 0 = not, ``ignore`` = does not count), then the same maps
-    dilated by one pixel (3×3), which mark the *band* where the class is supervised. With ``valid`` = no channel
-    ignored, ``y = any_c t_c`` and ``b`` = BCE with logits, over valid pixels: P positives, N negatives,
-    ``n = max(P + N, 1)``: ``L_edge = (N/n · Σ_pos b(e, 1) + P/n · Σ_neg b(e, 0)) / n`` (HED's balanced BCE);
-    band pixels ``β`` (valid, some dilated label), soft target ``q = d / Σ_c d``:
-    ``L_class = Σ_β (logsumexp(k) − q·k) / max(#β, 1)``. Gradients: ``dL/de = w (σ(e) − y) / n`` (``w = N/n`` on
-    positives, ``P/n`` on negatives), ``dL/dk = λ (softmax(k) − q) / max(#β, 1)`` on the band, 0 elsewhere.
+    Logits ``x``: ``[1 + C, H, W]`` (``e = x[0]``, ``k = x[1:]``). Target ``t``: ``[1 + C, H, W]``, as
+    :meth:`SemanticBoundaries.target_tensor` encodes it: ``t[1:]`` = ``d``, each class's labels dilated by one
+    pixel (3×3), and ``t[0]`` a code per pixel — ``255`` ignored, else ``y + 2m`` with ``y`` = 1 on a boundary of
+    any class and ``m = Σ_c d_c`` the number of classes whose dilation covers it. The *band* is ``m > 0``; its soft
+    class target is ``q = d / m``. Over valid pixels: P positives, N negatives,
+    ``n = max(P + N, 1)``, ``b`` = BCE with logits: ``L_edge = (N/n · Σ_pos b(e, 1) + P/n · Σ_neg b(e, 0)) / n``
+    (HED's balanced BCE); over band pixels ``β``: ``L_class = Σ_β (logsumexp(k) − q·k) / max(#β, 1)``.
+    Gradients: ``dL/de = w (σ(e) − y) / n`` (``w = N/n`` on positives, ``P/n`` on negatives),
+    ``dL/dk = λ (softmax(k) − q) / max(#β, 1)`` on the band, 0 elsewhere. The class terms are evaluated on the
+    band's pixels only (gathered: a few per cent of the image), the edge terms on one channel.
     Statistics: ``[Σ_pos b, Σ_neg b, P, N, Σ_β ce, #β]``.
     """
 
-    def __init__(self, class_weight: float = 1.0, ignore: float = 255) -> None:
+    def __init__(self, class_weight: float = 1.0) -> None:
         self.class_weight = float(class_weight)
-        self.ignore = ignore
 
-    def _parts(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """``(pos, neg, band, q)`` for a target block ``[2C, r, W]``: masks ``[r, W]``, ``q`` ``[C, r, W]`` in
-        ``dtype``."""
-        c = t.shape[0] // 2
-        labels, dilated = t[:c], t[c:]
-        valid = (labels != self.ignore).all(0)
-        edge = (labels == 1).any(0)
-        d = (dilated == 1) & valid[None]
-        count = d.sum(0)
-        band = count > 0
-        q = d.to(dtype) / count.clamp(min=1).to(dtype)
-        return edge & valid, valid & ~edge, band, q
+    def _masks(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(pos, neg, band)`` bool ``[r, W]`` masks of a target block ``[1 + C, r, W]`` (255, the ignore and
+        padding value, is in none of them)."""
+        code = t[0]
+        valid = code != 255
+        odd = torch.remainder(code, 2) == 1
+        return valid & odd, valid & ~odd, valid & (code >= 2)
+
+    @staticmethod
+    def _band_target(t: torch.Tensor, band: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``q = d / m`` on the band's pixels, ``[C, #band]`` in ``dtype`` (``m = (code − y) / 2``)."""
+        code = t[0, band].to(dtype)
+        m = torch.div(code, 2, rounding_mode="floor")
+        return t[1:, band].to(dtype) / m
 
     def block_statistics(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        pos, neg, band, q = self._parts(t, x.dtype)
-        e, k = x[0], x[1:]
+        pos, neg, band = self._masks(t)
+        e = x[0]
         b = F.binary_cross_entropy_with_logits(e, pos.to(e.dtype), reduction="none")
-        ce = torch.logsumexp(k, 0).sub_((q * k).sum(0))
         zero = b.new_zeros(())
+        k, q = x[1:, band], self._band_target(t, band, x.dtype)  # [C, #band]
+        ce = torch.logsumexp(k, 0).sub_((q * k).sum(0))
         return torch.stack([torch.where(pos, b, zero).sum(), torch.where(neg, b, zero).sum(),
-                            pos.sum().to(b.dtype), neg.sum().to(b.dtype),
-                            torch.where(band, ce, zero).sum(), band.sum().to(b.dtype)])
+                            pos.sum().to(b.dtype), neg.sum().to(b.dtype), ce.sum(), band.sum().to(b.dtype)])
 
     def finish(self, stats: torch.Tensor) -> torch.Tensor:
         s_pos, s_neg, p, n_neg, s_ce, n_band = stats.unbind(1)
@@ -75,15 +78,16 @@ class FactorizedBoundaryLoss(LeanLoss):
         return ((n_neg / n) * s_pos + (p / n) * s_neg) / n + self.class_weight * s_ce / n_band.clamp(min=1)
 
     def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        pos, neg, band, q = self._parts(t, x.dtype)
-        e, k = x[0], x[1:]
+        pos, neg, band = self._masks(t)
+        e = x[0]
         n = (stats[2] + stats[3]).clamp(min=1)
         w_pos, w_neg = (stats[3] / n / n).to(x.dtype), (stats[2] / n / n).to(x.dtype)
         weight = torch.where(pos, w_pos, torch.where(neg, w_neg, x.new_zeros(())))
-        g = torch.empty_like(x)
+        g = torch.zeros_like(x, memory_format=torch.contiguous_format)
         g[0] = torch.sigmoid(e).sub_(pos.to(x.dtype)).mul_(weight)
         scale = (self.class_weight / stats[5].clamp(min=1)).to(x.dtype)
-        g[1:] = torch.softmax(k, 0).sub_(q).mul_(torch.where(band, scale, x.new_zeros(()))[None])
+        k, q = x[1:, band], self._band_target(t, band, x.dtype)
+        g[1:, band] = torch.softmax(k, 0).sub_(q).mul_(scale)
         return g
 
 
@@ -104,6 +108,9 @@ class SemanticBoundaries(DenseTask):
             raise ConfigError(f"semantic_boundaries.num_classes must be >= 1, got {num_classes}")
         if not isinstance(factorized, bool):
             raise ConfigError(f"semantic_boundaries.factorized must be true or false, got {factorized!r}")
+        if factorized and int(num_classes) > 126:
+            raise ConfigError(f"semantic_boundaries.factorized supports up to 126 classes (its target code 1 + 2C "
+                              f"must stay below the ignore value 255), got {num_classes}")
         if isinstance(class_loss_weight, bool) or not isinstance(class_loss_weight, (int, float)) \
                 or not class_loss_weight >= 0:
             raise ConfigError(f"semantic_boundaries.class_loss_weight must be a number >= 0, got "
@@ -119,8 +126,9 @@ class SemanticBoundaries(DenseTask):
         return self.num_classes + 1 if self.factorized else self.num_classes
 
     def target_tensor(self, sample: Sample) -> torch.Tensor:
-        """``[C, H, W]`` float (1 boundary, 0 not, 255 ignored); factorized: ``[2C, H, W]``, the labels and
-        their 3×3 dilation (255 where the label is ignored)."""
+        """``[C, H, W]`` float (1 boundary, 0 not, 255 ignored); factorized: ``[1 + C, H, W]``, the code and the
+        band's soft class target of :class:`FactorizedBoundaryLoss` (computed here, once per image, so that the
+        loss's forward and backward passes read them instead of re-deriving them from ``2C`` maps)."""
         t = np.asarray(sample.targets["semantic_boundaries"])
         if t.ndim != 3 or t.shape[0] != self.num_classes:
             raise ValueError(f"sample {sample.id!r}: semantic_boundaries has shape {t.shape}, the task was built "
@@ -128,9 +136,14 @@ class SemanticBoundaries(DenseTask):
         labels = torch.from_numpy(np.ascontiguousarray(t)).float()
         if not self.factorized:
             return labels
-        dilated = F.max_pool2d((labels == 1).float()[None], 3, stride=1, padding=1)[0]
-        dilated = torch.where(labels == self.pad_value, labels, dilated)
-        return torch.cat([labels, dilated])
+        on = labels == 1
+        valid = ~(labels == self.pad_value).any(0)  # a pixel ignored in any class is out of both terms
+        near = F.max_pool2d(on.float()[None], 3, stride=1, padding=1)[0] > 0
+        near &= valid[None]
+        count = near.sum(0)
+        code = on.any(0).float() + 2 * count.float()  # at most 1 + 2C: num_classes <= 127 keeps it below 255
+        code[~valid] = self.pad_value
+        return torch.cat([code[None], near.float()])
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return lean_loss(self.lean_pixel_loss(), logits, target)
@@ -139,7 +152,7 @@ class SemanticBoundaries(DenseTask):
         """Multi-label class-balanced BCE, 255 ignored (:class:`~ubernet.tasks.losses.BalancedBCE`); factorized:
         :class:`FactorizedBoundaryLoss`."""
         if self.factorized:
-            return FactorizedBoundaryLoss(self.class_loss_weight, 255)
+            return FactorizedBoundaryLoss(self.class_loss_weight)
         return BalancedBCE(255)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
