@@ -40,6 +40,8 @@ CASES = [
     ("compact", {}, [(32, 1), (64, 2), (128, 4), (256, 8), (256, 16)]),
     ("compact", {"widths": (4, 8, 8, 16, 16)}, [(4, 1), (8, 2), (8, 4), (16, 8), (16, 16)]),
     ("compact", {"widths": (4, 8, 8, 16, 16, 24)}, [(4, 1), (8, 2), (8, 4), (16, 8), (16, 16), (24, 32)]),
+    ("compact", {"widths": (4, 8, 8, 16, 16), "dilations": (1, 1, 1, 2, 2)}, [(4, 1), (8, 2), (8, 4), (16, 8),
+                                                                            (16, 16)]),
 ]
 TAP_NAMES = {"vgg16": VGG_TAPS, "resnet50": RESNET_TAPS, "mobilenet_v2": MBV2_TAPS,
              "compact": ["s1", "s2", "s4", "s8", "s16", "s32"]}  # s32 only with six widths
@@ -85,6 +87,28 @@ def test_invalid_output_stride(name: str, bad: int) -> None:
 def test_compact_widths_are_checked(widths: object) -> None:
     with pytest.raises(ConfigError, match=r"compact trunk widths must be 5 or 6 positive"):
         build_trunk("compact", widths=widths)
+
+
+@pytest.mark.parametrize("dilations", [(1, 1, 1, 2), (1, 1, 1, 1, 0), (1, 1, 1, 1, 2.0), "2"])
+def test_compact_dilations_are_checked(dilations: object) -> None:
+    with pytest.raises(ConfigError, match=r"compact trunk dilations must be one integer in 1..8 per stage \(5\)"):
+        build_trunk("compact", widths=(4, 8, 8, 16, 16), dilations=dilations)
+
+
+def test_compact_dilation_widens_the_receptive_field() -> None:
+    """Receptive field of the stride-16 tap: 140 px plain (1 + 2·2 + 2 + 2·2·2 + 2 + 2·2·4 + 4 + 2·2·8 + 8 +
+    2·2·16), 172 px with the last stage's second convolution dilated by 2 (its 3×3 reaches 2·16 px further each
+    way). Cell (0, 0) is centred on pixel 7.5, so no input further than 69.5 (plain) or 85.5 (dilated) px from it
+    can move it: the farthest pixel with a non-zero gradient is within those bounds and beyond the plain one."""
+    torch.manual_seed(0)
+    reach = []
+    for dil in ((1, 1, 1, 1, 1), (1, 1, 1, 1, 2)):
+        trunk = build_trunk("compact", widths=(8, 8, 8, 8, 8), dilations=dil).eval()
+        x = torch.randn(1, 3, 192, 192, requires_grad=True)
+        (g,) = torch.autograd.grad(trunk(x)[4][0, :, 0, 0].sum(), x)
+        rows, cols = torch.nonzero(g[0].abs().sum(0), as_tuple=True)
+        reach.append(float(torch.maximum((rows - 7.5).abs(), (cols - 7.5).abs()).max()))
+    assert reach[0] <= 69.5 < reach[1] <= 85.5
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids)

@@ -35,8 +35,9 @@ from ubernet.models.trunks.registry import register_trunk
 DEFAULT_WIDTHS = (32, 64, 128, 256, 256)
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _conv_bn_relu(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
 
 
 class CompactTrunk(Trunk):
@@ -47,8 +48,8 @@ class CompactTrunk(Trunk):
     trunk). Output of :meth:`forward`: one tap per stage ``Tensor[B, widths[i], ceil(H / 2**i), ceil(W / 2**i)]``.
     """
 
-    def __init__(self, *, widths: Sequence[int] = DEFAULT_WIDTHS, freeze_bn: bool = False,
-                 frozen_stages: int = 0) -> None:
+    def __init__(self, *, widths: Sequence[int] = DEFAULT_WIDTHS, dilations: Sequence[int] | None = None,
+                 freeze_bn: bool = False, frozen_stages: int = 0) -> None:
         super().__init__()
         given = widths
         try:
@@ -58,11 +59,16 @@ class CompactTrunk(Trunk):
         if len(widths) not in (5, 6) or min(widths) < 1:
             raise ConfigError(f"compact trunk widths must be 5 or 6 positive channel counts (a sixth adds a "
                               f"stride-32 stage), got {given!r}")
+        dil = [1] * len(widths) if dilations is None else dilations
+        if not isinstance(dil, (list, tuple)) or len(dil) != len(widths) \
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 8 for d in dil):
+            raise ConfigError(f"compact trunk dilations must be one integer in 1..8 per stage ({len(widths)}), "
+                              f"got {dilations!r}")
         stages: list[nn.Module] = []
         cin = 3
         for i, w in enumerate(widths):
             mods: list[nn.Module] = [] if i == 0 else [nn.MaxPool2d(2, 2, ceil_mode=True)]
-            mods += _conv_bn_relu(cin, w) + _conv_bn_relu(w, w)
+            mods += _conv_bn_relu(cin, w) + _conv_bn_relu(w, w, dil[i])
             stages.append(nn.Sequential(*mods))
             cin = w
         self.stages = nn.ModuleList(stages)
@@ -79,8 +85,10 @@ class CompactTrunk(Trunk):
 
 
 @register_trunk("compact")
-def compact(*, widths: Sequence[int] = DEFAULT_WIDTHS, freeze_bn: bool = False, frozen_stages: int = 0) -> CompactTrunk:
+def compact(*, widths: Sequence[int] = DEFAULT_WIDTHS, dilations: Sequence[int] | None = None, freeze_bn: bool = False,
+            frozen_stages: int = 0) -> CompactTrunk:
     """Compact VGG-style trunk for small images trained from scratch. ``widths``: channels of the five stages
-    (default 32, 64, 128, 256, 256), or six for a stride-32 stage; ``freeze_bn`` default False (there are no
-    pretrained statistics to keep)."""
-    return CompactTrunk(widths=widths, freeze_bn=freeze_bn, frozen_stages=frozen_stages)
+    (default 32, 64, 128, 256, 256), or six for a stride-32 stage; ``dilations``: one per stage, the dilation of
+    its second convolution (default all 1; e.g. ``[1, 1, 1, 1, 2]`` widens the deepest stage's receptive field
+    at the same cost); ``freeze_bn`` default False (there are no pretrained statistics to keep)."""
+    return CompactTrunk(widths=widths, dilations=dilations, freeze_bn=freeze_bn, frozen_stages=frozen_stages)
