@@ -21,7 +21,14 @@ from ubernet.errors import ConfigError
 from ubernet.models.heads import DenseHead, DenseOutput
 from ubernet.models.trunks.base import TapSpec
 from ubernet.tasks.base import Task
-from ubernet.tasks.losses import BalancedBCE, LeanLoss, MaskedCrossEntropy, lean_loss
+from ubernet.tasks.losses import (
+    BalancedBCE,
+    CellCountCrossEntropy,
+    LeanLoss,
+    MaskedCrossEntropy,
+    cell_label_counts,
+    lean_loss,
+)
 
 
 class DenseTask(Task):
@@ -189,12 +196,22 @@ class LabelTask(DenseTask):
             (:func:`median_frequency_weights`, Eigen & Fergus 2015): rare classes (e.g. small objects) weigh
             more, for the mean IoU averages classes, not pixels. (On the synthetic demo it helped semantic
             boundaries and detection through the shared trunk, not semseg itself: docs/benchmarks.md.)
+        loss_resolution: ``full`` (default): the logits are bilinearly upsampled to the labels' resolution and
+            the cross-entropy is averaged over pixels; ``output``: the cross-entropy is taken at the logits' own
+            resolution against each cell's label counts (:class:`~ubernet.tasks.losses.CellCountCrossEntropy`:
+            exactly the pixel loss of nearest-upsampled logits), ``out_stride²`` times fewer loss terms and no
+            upsampling in training (DeepLab trains on labels subsampled to its output stride likewise; the
+            counts keep every pixel). Prediction is the same either way (bilinear upsampling, argmax).
     """
 
     default_stride = 4
 
-    def __init__(self, *, num_classes: int, class_weights: Sequence[float] | None = None, **kw: Any) -> None:
+    def __init__(self, *, num_classes: int, class_weights: Sequence[float] | None = None,
+                 loss_resolution: str = "full", **kw: Any) -> None:
         super().__init__(**kw)
+        if loss_resolution not in ("full", "output"):
+            raise ConfigError(f"{self.name}.loss_resolution must be 'full' or 'output', got {loss_resolution!r}")
+        self.loss_resolution = loss_resolution
         if not 2 <= int(num_classes) <= 255:
             raise ConfigError(f"{self.name}.num_classes must be in 2..255 (background included), got {num_classes}")
         self.num_classes = int(num_classes)
@@ -226,12 +243,30 @@ class LabelTask(DenseTask):
                              f"0..{self.num_classes - 1} (and 255 = ignore)")
         return t[None]
 
-    def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Softmax cross-entropy averaged over the pixels not labelled 255 (memory-lean, closed-form backward)."""
-        return lean_loss(self.lean_pixel_loss(), logits, target)
+    @property
+    def _cell_loss(self) -> bool:
+        return self.loss_resolution == "output" and self.out_stride > 1
 
-    def lean_pixel_loss(self) -> LeanLoss:
-        return MaskedCrossEntropy(255, self.class_weights)
+    def to_target_size(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Full resolution: as every dense task; ``loss_resolution: output``: the logits cropped to the cells
+        that cover the (padded) target, ``ceil(H / s) × ceil(W / s)``."""
+        if not self._cell_loss:
+            return super().to_target_size(logits, target)
+        s = self.out_stride
+        return logits[..., : -(-target.shape[-2] // s), : -(-target.shape[-1] // s)]
+
+    def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy averaged over the pixels not labelled 255 (memory-lean, closed-form backward);
+        with ``loss_resolution: output``, over the label counts of the logits' cells."""
+        if self._cell_loss:
+            counts = cell_label_counts(target, self.out_stride, self.num_classes)
+            return lean_loss(CellCountCrossEntropy(self.class_weights), logits, counts)
+        return lean_loss(MaskedCrossEntropy(255, self.class_weights), logits, target)
+
+    def lean_pixel_loss(self) -> LeanLoss | None:
+        """The per-pixel lean loss; None with ``loss_resolution: output`` at stride > 1, whose loss first turns
+        the labels into cell counts (the per-scale backward then goes through :meth:`pixel_loss`)."""
+        return None if self._cell_loss else MaskedCrossEntropy(255, self.class_weights)
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(1).to(torch.uint8)

@@ -259,3 +259,62 @@ class NormalsL1(LeanLoss):
         g = s.sub_(torch.where(big, radial, radial.new_zeros(()))).div_(r)
         scale = (1.0 / _n(stats[1])).to(x.dtype)
         return g.mul_(torch.where(valid, scale, x.new_zeros(())))
+
+
+class CellCountCrossEntropy(LeanLoss):
+    """Softmax cross-entropy of coarse logits against the label counts of the pixels each logit cell covers.
+
+    Logits ``x`` ``[B, C, h, w]`` at stride ``s``; target ``n`` ``[B, C, h, w]``: how many valid pixels of each
+    class the cell covers (:func:`cell_label_counts`). With ``N = Σ n`` over cells and classes,
+    ``L = Σ_cells Σ_c n_c (logsumexp(x) − x_c) / max(N, 1)`` — *exactly* the per-pixel mean cross-entropy of the
+    logits upsampled by nearest neighbour (each of a cell's pixels sees its cell's logits), computed on
+    ``h·w`` cells instead of ``s²·h·w`` pixels. ``dL/dx = (Σ_c n_c · softmax(x) − n) / max(N, 1)``.
+
+    With class weights ``w``: ``L = Σ w_c n_c (logsumexp(x) − x_c) / Σ w_c n_c`` (PyTorch's weighted mean, as
+    :class:`MaskedCrossEntropy`), ``dL/dx = (Σ_c w_c n_c · softmax(x) − w n) / Σ w_c n_c``.
+    Statistics: ``[Σ w_c n_c ce_c, Σ w_c n_c]`` (``w = 1`` unweighted).
+    """
+
+    def __init__(self, weight: torch.Tensor | Sequence[float] | None = None) -> None:
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
+
+    def _weighted(self, n: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return n
+        return n * self.weight.to(device=n.device, dtype=n.dtype).view(-1, 1, 1)
+
+    def block_statistics(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        n = self._weighted(t.to(x.dtype))
+        total = n.sum(0)
+        ce = (total * torch.logsumexp(x, 0)).sum() - (n * x).sum()
+        return torch.stack([ce, total.sum()])
+
+    def _norm(self, total: torch.Tensor) -> torch.Tensor:
+        return _n(total) if self.weight is None else torch.where(total > 0, total, torch.ones_like(total))
+
+    def finish(self, stats: torch.Tensor) -> torch.Tensor:
+        return stats[:, 0] / self._norm(stats[:, 1])
+
+    def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        n = self._weighted(t.to(x.dtype))
+        g = torch.softmax(x, 0).mul_(n.sum(0, keepdim=True)).sub_(n)
+        return g.mul_((1.0 / self._norm(stats[1])).to(x.dtype))
+
+
+def cell_label_counts(labels: torch.Tensor, stride: int, num_classes: int, ignore: int = 255) -> torch.Tensor:
+    """Per-cell class counts ``Tensor[B, C, ceil(H / s), ceil(W / s)]`` (float32) of a label map ``[B, 1, H, W]``:
+    how many pixels of each class every ``s×s`` cell holds (a last partial row / column of cells counts the
+    pixels it has; ``ignore`` pixels count for nothing). Exact integers, one ``bincount``."""
+    b, _, h, w = labels.shape
+    ch, cw = -(-h // stride), -(-w // stride)
+    lab = labels[:, 0].long()
+    valid = lab != ignore
+    if bool((lab[valid] >= num_classes).any()) or bool((lab[valid] < 0).any()):
+        raise ValueError(f"labels outside 0..{num_classes - 1} (and {ignore} = ignore)")
+    rows = torch.arange(h, device=lab.device) // stride
+    cols = torch.arange(w, device=lab.device) // stride
+    cell = (rows[:, None] * cw + cols[None, :]).expand(b, h, w)
+    image = torch.arange(b, device=lab.device).view(b, 1, 1)
+    key = ((image * num_classes + lab) * (ch * cw) + cell)[valid]
+    counts = torch.bincount(key, minlength=b * num_classes * ch * cw)
+    return counts.view(b, num_classes, ch, cw).float()
