@@ -157,3 +157,24 @@ def test_factorized_options_are_validated(key, value, classes) -> None:
         build_task("semantic_boundaries", num_classes=classes, **{key: value})
     if classes == 127:
         assert build_task("semantic_boundaries", num_classes=126, factorized=True).out_channels == 127
+
+
+def test_dilate3x3_equals_max_pool() -> None:
+    from ubernet.tasks.semantic_boundaries import dilate3x3
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.rand(4, 13, 9, generator=g) < 0.07
+    mask[0, 0, 0] = mask[1, -1, -1] = True  # corners: the border counts as False
+    want = F.max_pool2d(mask.float(), 3, stride=1, padding=1) > 0
+    assert torch.equal(dilate3x3(mask), want)
+    one = torch.zeros(1, 3, 3, dtype=torch.bool)
+    one[0, 0, 0] = True
+    assert dilate3x3(one)[0].int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_factorized_targets_from_bool_labels_equal_uint8() -> None:
+    task = build_task("semantic_boundaries", num_classes=3, factorized=True)
+    labels = np.random.default_rng(1).random((3, 10, 7)) < 0.1
+    a = task.target_tensor(_sample(labels))
+    b = task.target_tensor(_sample(labels.astype(np.uint8)))
+    assert a.dtype == torch.float32 and torch.equal(a, b)

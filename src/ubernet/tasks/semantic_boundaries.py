@@ -28,6 +28,19 @@ from ubernet.tasks.losses import BalancedBCE, LeanLoss, lean_loss
 from ubernet.viz import multilabel_to_rgb
 
 
+def dilate3x3(mask: torch.Tensor) -> torch.Tensor:
+    """Binary dilation of ``mask`` (bool ``[..., H, W]``) by a 3×3 square, as separable ORs of shifted copies:
+    equal to a 3×3, stride-1 max pool with the border padded by False, ~20× faster than ``F.max_pool2d`` on
+    float maps of the demo's size (this runs per training image, in the training process)."""
+    rows = mask.clone()
+    rows[..., 1:, :] |= mask[..., :-1, :]
+    rows[..., :-1, :] |= mask[..., 1:, :]
+    out = rows.clone()
+    out[..., :, 1:] |= rows[..., :, :-1]
+    out[..., :, :-1] |= rows[..., :, 1:]
+    return out
+
+
 class FactorizedBoundaryLoss(LeanLoss):
     """Loss of the factorized head, per image: ``L = L_edge + λ · L_class``.
 
@@ -133,17 +146,22 @@ class SemanticBoundaries(DenseTask):
         if t.ndim != 3 or t.shape[0] != self.num_classes:
             raise ValueError(f"sample {sample.id!r}: semantic_boundaries has shape {t.shape}, the task was built "
                              f"for {self.num_classes}×H×W")
-        labels = torch.from_numpy(np.ascontiguousarray(t)).float()
         if not self.factorized:
-            return labels
-        on = labels == 1
-        valid = ~(labels == self.pad_value).any(0)  # a pixel ignored in any class is out of both terms
-        near = F.max_pool2d(on.float()[None], 3, stride=1, padding=1)[0] > 0
-        near &= valid[None]
-        count = near.sum(0)
-        code = on.any(0).float() + 2 * count.float()  # at most 1 + 2C: num_classes <= 127 keeps it below 255
-        code[~valid] = self.pad_value
-        return torch.cat([code[None], near.float()])
+            return torch.from_numpy(np.ascontiguousarray(t)).float()
+        # Built with numpy and boolean maps (the synthetic world's labels are bool already): this runs per
+        # training image in the training process.
+        on = torch.from_numpy(np.ascontiguousarray(t == 1))
+        ignored = None if t.dtype == bool else torch.from_numpy((t == self.pad_value).any(0))
+        near = dilate3x3(on)
+        if ignored is not None:  # a pixel ignored in any class is out of both terms
+            near &= ~ignored
+        out = torch.empty((1 + self.num_classes, *t.shape[1:]), dtype=torch.float32)
+        torch.sum(near, 0, out=out[0])
+        out[0].mul_(2).add_(on.any(0))  # y + 2m: at most 1 + 2C, below 255 for C <= 126
+        if ignored is not None:
+            out[0].masked_fill_(ignored, self.pad_value)
+        out[1:].copy_(near)
+        return out
 
     def pixel_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return lean_loss(self.lean_pixel_loss(), logits, target)
