@@ -180,7 +180,22 @@ class MaskedBCE(LeanLoss):
         return g.mul_(torch.where(valid, scale, x.new_zeros(())))
 
 
-class MaskedCrossEntropy(LeanLoss):
+class _ClassWeightedMean(LeanLoss):
+    """Shared by the cross-entropies: optional class weights ``w`` (``Tensor[C]``, > 0, float64) and the mean
+    over the statistics ``[Σ w·ce, Σ w]`` (``w = 1`` unweighted)."""
+
+    def __init__(self, weight: torch.Tensor | Sequence[float] | None = None) -> None:
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
+
+    def _norm(self, total: torch.Tensor) -> torch.Tensor:
+        # unweighted: max(#valid, 1) as before; weighted: Σ w_y (weights may be < 1), 1 when there is nothing
+        return _n(total) if self.weight is None else torch.where(total > 0, total, torch.ones_like(total))
+
+    def finish(self, stats: torch.Tensor) -> torch.Tensor:
+        return stats[:, 0] / self._norm(stats[:, 1])
+
+
+class MaskedCrossEntropy(_ClassWeightedMean):
     """Softmax cross-entropy over the C channels, target ``[B, 1, H, W]`` labels with ``ignore`` not counted,
     averaged over valid pixels: ``L = Σ_valid (logsumexp(x) − x_y) / max(#valid, 1)``,
     ``dL/dx = (softmax(x) − onehot(y)) / max(#valid, 1)`` on valid pixels. Statistics: ``[Σ_valid ce, #valid]``.
@@ -191,8 +206,8 @@ class MaskedCrossEntropy(LeanLoss):
     """
 
     def __init__(self, ignore: int = 255, weight: torch.Tensor | Sequence[float] | None = None) -> None:
+        super().__init__(weight)
         self.ignore = ignore
-        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
 
     def _labels(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         valid = t[0] != self.ignore  # [r, W]
@@ -211,13 +226,6 @@ class MaskedCrossEntropy(LeanLoss):
             return torch.stack([torch.where(valid, ce, ce.new_zeros(())).sum(), valid.sum().to(ce.dtype)])
         w = self._pixel_weights(valid, idx, ce.dtype)
         return torch.stack([(ce * w).sum(), w.sum()])
-
-    def _norm(self, total: torch.Tensor) -> torch.Tensor:
-        # unweighted: max(#valid, 1) as before; weighted: Σ w_y (weights may be < 1), 1 when there is nothing
-        return _n(total) if self.weight is None else torch.where(total > 0, total, torch.ones_like(total))
-
-    def finish(self, stats: torch.Tensor) -> torch.Tensor:
-        return stats[:, 0] / self._norm(stats[:, 1])
 
     def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         valid, idx = self._labels(t)
@@ -261,7 +269,7 @@ class NormalsL1(LeanLoss):
         return g.mul_(torch.where(valid, scale, x.new_zeros(())))
 
 
-class CellCountCrossEntropy(LeanLoss):
+class CellCountCrossEntropy(_ClassWeightedMean):
     """Softmax cross-entropy of coarse logits against the label counts of the pixels each logit cell covers.
 
     Logits ``x`` ``[B, C, h, w]`` at stride ``s``; target ``n`` ``[B, C, h, w]``: how many valid pixels of each
@@ -275,9 +283,6 @@ class CellCountCrossEntropy(LeanLoss):
     Statistics: ``[Σ w_c n_c ce_c, Σ w_c n_c]`` (``w = 1`` unweighted).
     """
 
-    def __init__(self, weight: torch.Tensor | Sequence[float] | None = None) -> None:
-        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).flatten()
-
     def _weighted(self, n: torch.Tensor) -> torch.Tensor:
         if self.weight is None:
             return n
@@ -288,12 +293,6 @@ class CellCountCrossEntropy(LeanLoss):
         total = n.sum(0)
         ce = (total * torch.logsumexp(x, 0)).sum() - (n * x).sum()
         return torch.stack([ce, total.sum()])
-
-    def _norm(self, total: torch.Tensor) -> torch.Tensor:
-        return _n(total) if self.weight is None else torch.where(total > 0, total, torch.ones_like(total))
-
-    def finish(self, stats: torch.Tensor) -> torch.Tensor:
-        return stats[:, 0] / self._norm(stats[:, 1])
 
     def block_gradient(self, x: torch.Tensor, t: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         n = self._weighted(t.to(x.dtype))
