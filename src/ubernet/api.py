@@ -5,7 +5,6 @@ This is the one place where configuration becomes constructor arguments.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,8 @@ from ubernet.models.ubernet import UberNet
 from ubernet.tasks.base import build_task, discover_tasks, task_names
 from ubernet.tasks.dense import LabelTask, median_frequency_weights
 from ubernet.train.allocator import retain_freed_memory
-from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule
+from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule, expected_group_updates
+from ubernet.train.distributed import env_world_size
 from ubernet.train.engine import Trainer
 from ubernet.train.weighting import UncertaintyWeighting
 
@@ -174,11 +174,18 @@ def build_model(cfg: Config, task_options: dict[str, dict[str, Any]] | None = No
 
 
 # --- optimisation ----------------------------------------------------------------------------------------------
-def expected_updates(cfg: Config, entries: Sequence[UnionEntry], group: str, batch: int) -> int:
-    """How many updates a group will take over the run, from the sources' proportions (for the schedule)."""
+def expected_updates(cfg: Config, entries: Sequence[UnionEntry], group: str, batch: int, world_size: int = 1) -> int:
+    """How many updates a group will take over the run (the horizon of its schedule).
+
+    Every step (a round of ``world_size`` draws when distributed) hands the rule ``batch_size`` samples per draw;
+    each is labelled for the group with its sources' share of the union's weight, and the group steps at most
+    once per step (:func:`~ubernet.train.async_sgd.expected_group_updates`).
+    """
     total = sum(e.weight for e in entries)
     frac = 1.0 if group == "trunk" else sum(e.weight for e in entries if group in e.tasks) / total
-    return max(1, math.floor(cfg.train.steps * cfg.train.batch_size * frac / batch))
+    world = max(int(world_size), 1)
+    calls = -(-cfg.train.steps // world)
+    return max(1, round(expected_group_updates(calls, cfg.train.batch_size * world, frac, batch)))
 
 
 def build_rule(cfg: Config, model: UberNet, entries: Sequence[UnionEntry],
@@ -202,7 +209,7 @@ def build_rule(cfg: Config, model: UberNet, entries: Sequence[UnionEntry],
         b = over.batch_size if over and over.batch_size else b
         lr = t.lr * (t.trunk_lr_mult if name == "trunk" else 1.0)
         lr = over.lr if over and over.lr is not None else lr
-        n_up = expected_updates(cfg, entries, name, b)
+        n_up = expected_updates(cfg, entries, name, b, env_world_size())
         sc = t.schedule
         schedule = Schedule(kind=sc.kind, max_updates=n_up, power=sc.power, gamma=sc.gamma,
                             milestones=[round(m * n_up) for m in sc.milestones],

@@ -10,7 +10,7 @@ from ubernet.data.sample import Sample
 from ubernet.data.union import UnionEntry, UnionSampler
 from ubernet.models.ubernet import UberNet
 from ubernet.tasks.base import build_task
-from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule
+from ubernet.train.async_sgd import AsyncSGD, GroupSpec, Schedule, expected_group_updates
 from ubernet.train.engine import Trainer, collate_images
 
 H, W = 12, 12
@@ -132,3 +132,34 @@ def test_nan_loss_never_reaches_weights(tiny_trunk) -> None:
     assert rule.counters == {"trunk": 0, "saliency": 0, "semseg": 0}
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_expected_group_updates_by_hand() -> None:
+    # B_p = 1: one update in every call that brings at least one labelled sample
+    p, n = 0.3, 8
+    assert expected_group_updates(100, n, p, 1) == pytest.approx(100 * (1 - (1 - p) ** n))
+    # every draw labelled, 2 per call, B_p = 3: counter 2, then 4 >= 3 -> update; one update per 2 calls
+    assert expected_group_updates(10, 2, 1.0, 3) == pytest.approx(5.0)
+    assert expected_group_updates(11, 2, 1.0, 3) == pytest.approx(5.0)
+    # B_p = samples per call, all labelled: one update per call (the trunk's case)
+    assert expected_group_updates(3600, 8, 1.0, 8) == pytest.approx(3600.0)
+    assert expected_group_updates(0, 8, 0.5, 1) == 0.0 and expected_group_updates(10, 8, 0.0, 1) == 0.0
+
+
+@pytest.mark.parametrize(("n", "p", "b"), [(8, 0.45, 1), (8, 0.45, 2), (8, 0.2, 5), (4, 0.7, 3)])
+def test_expected_group_updates_matches_the_rule(n: int, p: float, b: int) -> None:
+    """The rule itself, fed binomial counts: its update count is what the horizon predicts (within 3 sd)."""
+    calls = 4000
+    rng = np.random.default_rng(n * 100 + b)
+    w = torch.nn.Parameter(torch.zeros(1))
+    rule = AsyncSGD([GroupSpec("g", [w], b, lr=0.1)])
+    for k in rng.binomial(n, p, size=calls):
+        if k:
+            rule.accumulate({"g": int(k)})
+    expected = expected_group_updates(calls, n, p, b)
+    # an update per call is a Bernoulli trial at most: its variance is below expected * (1 - expected / calls)
+    sd = max(np.sqrt(expected * (1 - expected / calls)), 1.0)
+    assert abs(rule.updates["g"] - expected) < 3 * sd
+    # the old estimate (samples / B_p) is far off whenever a call brings more than B_p samples
+    if n * p > b:
+        assert calls * n * p / b > 1.3 * rule.updates["g"]

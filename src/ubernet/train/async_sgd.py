@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,6 +61,40 @@ class Schedule:
         if k < self.warmup:
             f *= self.warmup_factor + (1.0 - self.warmup_factor) * k / self.warmup
         return f
+
+
+def expected_group_updates(calls: int, samples_per_call: int, label_prob: float, batch_size: int) -> float:
+    """Expected number of updates a group takes over ``calls`` calls of :meth:`AsyncSGD.accumulate`.
+
+    Each call brings ``samples_per_call`` draws, each labelled for the group with probability ``label_prob``
+    (independent draws: the count is binomial); the counter ``c_p`` adds them, and the group steps *at most once
+    per call* — when ``c_p >= B_p`` — and resets. So a head with ``B_p = 1`` that sees ~3 of its samples in every
+    batch steps once per batch, not 3 times: counting samples / ``B_p`` would overestimate its updates 3x and
+    leave its schedule far from its end when training stops. Computed exactly by propagating the distribution of
+    ``c_p`` (states ``0 .. B_p - 1``) through the calls.
+    """
+    if calls <= 0 or label_prob <= 0.0:
+        return 0.0
+    b, n = max(int(batch_size), 1), int(samples_per_call)
+    k = np.arange(n + 1)
+    pmf = np.array([math.comb(n, int(i)) for i in k], dtype=np.float64) * label_prob**k * (1.0 - label_prob) ** (n - k)
+    # transition over counter states: from c, k new samples -> c + k (< b) or an update and back to 0
+    trans = np.zeros((b, b))
+    step_prob = np.zeros(b)
+    for c in range(b):
+        for i in range(n + 1):
+            if c + i >= b:
+                step_prob[c] += pmf[i]
+                trans[c, 0] += pmf[i]
+            else:
+                trans[c, c + i] += pmf[i]
+    dist = np.zeros(b)
+    dist[0] = 1.0
+    total = 0.0
+    for _ in range(int(calls)):
+        total += float(dist @ step_prob)
+        dist = dist @ trans
+    return total
 
 
 @dataclass
