@@ -163,3 +163,33 @@ def test_expected_group_updates_matches_the_rule(n: int, p: float, b: int) -> No
     # the old estimate (samples / B_p) is far off whenever a call brings more than B_p samples
     if n * p > b:
         assert calls * n * p / b > 1.3 * rule.updates["g"]
+
+
+def test_expected_group_updates_long_runs_are_fast_and_exact() -> None:
+    """The stationary shortcut equals propagating the counter through every call; a deterministic (periodic)
+    counter is counted exactly; a 200k-step recipe's horizon is computed at once."""
+    import math
+    import time
+
+    n, p, b, calls = 8, 0.3, 10, 3000
+    pmf = [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+    dist, total = [1.0] + [0.0] * (b - 1), 0.0
+    for _ in range(calls):  # the chain, call by call, in plain Python
+        nxt = [0.0] * b
+        for c, pc in enumerate(dist):
+            for k, pk in enumerate(pmf):
+                if c + k >= b:
+                    total += pc * pk
+                    nxt[0] += pc * pk
+                else:
+                    nxt[c + k] += pc * pk
+        dist = nxt
+    assert expected_group_updates(calls, n, p, b) == pytest.approx(total, rel=1e-12)
+    t0 = time.perf_counter()
+    assert expected_group_updates(200_000, 8, 1.0, 30) == 50_000  # 8, 16, 24, 32 -> a step every 4 calls
+    # renewal theory: a cycle (from a reset to the next step) lasts E[T] = sum_t P(Binomial(n t, p) < B) calls
+    from scipy.stats import binom
+
+    cycle = sum(binom.cdf(b - 1, n * t, p) for t in range(200))
+    assert expected_group_updates(200_000, n, p, b) == pytest.approx(200_000 / cycle, abs=2.0)
+    assert time.perf_counter() - t0 < 1.0

@@ -76,6 +76,14 @@ def expected_group_updates(calls: int, samples_per_call: int, label_prob: float,
     if calls <= 0 or label_prob <= 0.0:
         return 0.0
     b, n = max(int(batch_size), 1), int(samples_per_call)
+    if label_prob >= 1.0:
+        # every draw labelled: the counter is deterministic (and its chain periodic, so it never settles below)
+        count, steps = 0, 0
+        for _ in range(int(calls)):
+            count += n
+            if count >= b:
+                count, steps = 0, steps + 1
+        return float(steps)
     k = np.arange(n + 1)
     pmf = np.array([math.comb(n, int(i)) for i in k], dtype=np.float64) * label_prob**k * (1.0 - label_prob) ** (n - k)
     # transition over counter states: from c, k new samples -> c + k (< b) or an update and back to 0
@@ -91,9 +99,14 @@ def expected_group_updates(calls: int, samples_per_call: int, label_prob: float,
     dist = np.zeros(b)
     dist[0] = 1.0
     total = 0.0
-    for _ in range(int(calls)):
+    for done in range(int(calls)):
         total += float(dist @ step_prob)
-        dist = dist @ trans
+        nxt = dist @ trans
+        if np.abs(nxt - dist).max() < 1e-15:
+            # stationary: every remaining call steps with the same probability (a 200k-step recipe needs ~100
+            # iterations here instead of 200k)
+            return total + (int(calls) - done - 1) * float(nxt @ step_prob)
+        dist = nxt
     return total
 
 
