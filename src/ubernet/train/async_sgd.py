@@ -73,17 +73,13 @@ def expected_group_updates(calls: int, samples_per_call: int, label_prob: float,
     leave its schedule far from its end when training stops. Computed exactly by propagating the distribution of
     ``c_p`` (states ``0 .. B_p - 1``) through the calls.
     """
-    if calls <= 0 or label_prob <= 0.0:
-        return 0.0
     b, n = max(int(batch_size), 1), int(samples_per_call)
+    if calls <= 0 or n <= 0 or label_prob <= 0.0:
+        return 0.0
     if label_prob >= 1.0:
-        # every draw labelled: the counter is deterministic (and its chain periodic, so it never settles below)
-        count, steps = 0, 0
-        for _ in range(int(calls)):
-            count += n
-            if count >= b:
-                count, steps = 0, steps + 1
-        return float(steps)
+        # every draw labelled: the counter is deterministic (and its chain periodic, so it never settles below):
+        # n, 2n, ... reaches b after ceil(b / n) calls, then resets
+        return float(int(calls) // -(-b // n))
     k = np.arange(n + 1)
     pmf = np.array([math.comb(n, int(i)) for i in k], dtype=np.float64) * label_prob**k * (1.0 - label_prob) ** (n - k)
     # transition over counter states: from c, k new samples -> c + k (< b) or an update and back to 0
