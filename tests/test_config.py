@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from ubernet.config import load_config
+from ubernet.config import Config, from_dict, load_config, to_dict
 from ubernet.data.sample import Sample
 from ubernet.data.union import UnionEntry, validate_union
 from ubernet.errors import ConfigError
@@ -84,3 +85,33 @@ def test_union_errors_list_what_is_valid() -> None:
     with pytest.raises(ConfigError, match="semseg"):
         validate_union([UnionEntry("a", _ds(), ("saliency",), 1.0), UnionEntry("b", _ds(), ("semseg",), 0.0)],
                        ["saliency", "semseg"], known)
+
+
+def test_precision_defaults_to_auto_in_every_shipped_config_but_mobilenets() -> None:
+    # MobileNetV2's depthwise convolutions gain nothing from bf16, so its config asks for fp32 on every CPU
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        want = "fp32" if "mobilenet" in path.name else "auto"
+        assert load_config(path).train.precision == want, path.name
+
+
+@pytest.mark.parametrize(("old", "precision"), [(True, "bf16"), (False, "fp32")])
+def test_train_bf16_is_read_as_precision(tmp_path: Path, old: bool, precision: str) -> None:
+    # configs and checkpoints written before train.precision existed
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"tasks": {"boundaries": {}}, "train": {"bf16": old}}))
+    cfg = load_config(p)
+    assert cfg.train.precision == precision
+    assert "bf16" not in to_dict(cfg)["train"]
+    assert from_dict(Config, {"tasks": {"boundaries": {}}, "train": {"bf16": old}}).train.precision == precision
+    assert load_config(p, [f"train.precision={precision}"]).train.precision == precision
+
+
+def test_train_bf16_contradicting_precision_or_not_a_bool_is_named(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump({"tasks": {"boundaries": {}}, "train": {"bf16": True, "precision": "fp32"}}))
+    with pytest.raises(ConfigError, match=r"train\.bf16: True contradicts train\.precision: fp32"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"train\.bf16: expected true or false"):
+        load_config(p, ["train.bf16=maybe", "train.precision=auto"])
+    with pytest.raises(ConfigError, match=r"train\.precision: 'fp16' is not one of auto, fp32, bf16"):
+        load_config(p, ["train.bf16=null", "train.precision=fp16"])

@@ -16,6 +16,7 @@ from ubernet.data.sample import Sample
 from ubernet.data.transforms import Augment, AugmentedDataset, bind_augmentations
 from ubernet.data.union import UnionEntry, UnionSampler, validate_union
 from ubernet.errors import ConfigError
+from ubernet.hardware import resolve_precision
 from ubernet.models.ubernet import UberNet
 from ubernet.tasks.base import build_task, discover_tasks, task_names
 from ubernet.tasks.dense import LabelTask, median_frequency_weights
@@ -244,6 +245,7 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     if cfg.train.prefetch > 0:
         sampler.prefetch(cfg.train.prefetch)  # same draws, loaded ahead in a background process
     trainer = Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward,
-                      combine=cfg.train.combine, weighting=weighting, bf16=cfg.train.bf16,
+                      combine=cfg.train.combine, weighting=weighting,
+                      bf16=resolve_precision(cfg.train.precision).bf16,
                       size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed, ema=cfg.train.ema)
     return trainer, task_opts

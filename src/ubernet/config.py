@@ -82,8 +82,10 @@ class TrainConfig:
     batch_sizes: dict[str, int] = field(default_factory=lambda: {"trunk": 30, "detection": 2, "default": 10})
     groups: dict[str, GroupConfig] = field(default_factory=dict)  # per-group overrides (trunk, task names)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    bf16: bool = False  # bfloat16 autocast for forward passes (pays for VGG-16 with channels_last on AMX CPUs)
-    channels_last: bool = False  # NHWC memory layout for the model (pays together with bf16 on VGG-16)
+    # auto | fp32 | bf16: bf16 autocasts the forward passes (losses stay fp32); auto = bf16 where the CPU runs it
+    # natively (AMX-BF16, AVX512-BF16), fp32 elsewhere (ubernet.hardware). `bf16: true|false` is read as bf16|fp32.
+    precision: str = "auto"
+    channels_last: bool = False  # NHWC memory layout for the model (oneDNN's fast layout, in fp32 and bf16)
     eval_every: int = 0  # steps between evaluations (0 = only at the end)
     checkpoint_every: int = 500
     log_every: int = 10
@@ -165,6 +167,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping, refusing unknown keys (listing the valid ones)."""
+    if cls is TrainConfig and "bf16" in data:
+        data = _bf16_alias(data, prefix)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
@@ -174,6 +178,24 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
                           f"{', '.join(names)}")
     kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def _bf16_alias(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``train.bf16: true|false`` of older configs and checkpoints, read as ``train.precision: bf16|fp32``."""
+    key = f"{prefix}.bf16" if prefix else "bf16"
+    data = dict(data)
+    value = data.pop("bf16")
+    if value is None:
+        return data
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false (better: precision: auto | fp32 | bf16), got {value!r}")
+    alias = "bf16" if value else "fp32"
+    given = data.get("precision")
+    if given is not None and given != alias:
+        raise ConfigError(f"{key}: {value} contradicts {prefix + '.' if prefix else ''}precision: {given}; "
+                          "keep only precision (auto | fp32 | bf16)")
+    data["precision"] = alias
+    return data
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -250,6 +272,7 @@ def validate(cfg: Config) -> None:
     _choice("train.combine", cfg.train.combine, ("sum", "pcgrad"))
     _choice("train.weighting", cfg.train.weighting, ("fixed", "uncertainty"))
     _choice("train.rule", cfg.train.rule, ("sgd", "adamw"))
+    _choice("train.precision", cfg.train.precision, ("auto", "fp32", "bf16"))
     _choice("train.allocator", cfg.train.allocator, ("retain", "system"))
     _choice("train.schedule.kind", cfg.train.schedule.kind, ("constant", "step", "poly", "cosine"))
     _choice("model.tap_norm", cfg.model.tap_norm, ("bn", "none"))

@@ -22,6 +22,7 @@ from ubernet.config import Config, from_dict, to_dict
 from ubernet.data.sample import Sample
 from ubernet.errors import ConfigError, DataError
 from ubernet.evaluation import evaluate, headline, predict_samples
+from ubernet.hardware import resolve_precision
 from ubernet.models.trunks.base import input_norm_from_meta
 from ubernet.models.ubernet import UberNet
 from ubernet.report import curves, panel, save_png
@@ -57,6 +58,7 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    precision = resolve_precision(cfg.train.precision)
     trainer, task_opts = build_trainer(cfg)
     from ubernet.train.distributed import distribute_from_env, shutdown_distributed
 
@@ -77,14 +79,14 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
         subset = held_out if final else held_out[: cfg.eval.periodic_images]
         t0 = time.time()
         with averaged(tr):  # the weight average, when the run keeps one, is what evaluations score
-            res = headline(evaluate(tr.model, subset, bf16=cfg.train.bf16, size_divisor=div, progress=False,
+            res = headline(evaluate(tr.model, subset, bf16=precision.bf16, size_divisor=div, progress=False,
                                     workers=cfg.eval.workers, scales=cfg.eval.test_scales,
                                     flip=cfg.eval.test_flip), model)
         short = "  ".join(f"{t}:{next(iter(v.values())):.3f}" for t, v in res.items() if v)
         tqdm.write(f"step {tr.step_count}: eval on {len(subset)} images ({time.time() - t0:.0f} s) {short}")
         return res
 
-    meta = {"config": to_dict(cfg), "task_options": task_opts}
+    meta = {"config": to_dict(cfg), "task_options": task_opts, "precision": precision.record()}
     evals = EvalHook(run_eval, cfg.train.eval_every)
     ckpt = CheckpointHook(ckpt_path, cfg.train.checkpoint_every, extra_meta=lambda: meta)
     trainer.hooks = [ProgressHook(cfg.train.steps, progress and cfg.train.progress),
@@ -92,6 +94,10 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     if resume and ckpt_path.exists():
         tensors, state = load_checkpoint(ckpt_path)
         trainer.load_state(tensors, state)
+        before = (state.get("precision") or {}).get("precision")
+        if before is not None and before != precision.name:
+            tqdm.write(f"note: {ckpt_path} was trained in {before} and continues in {precision.name} "
+                       f"({precision.reason}): the run is no longer the one an uninterrupted run would give")
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t0 = time.time()
     trainer.train(cfg.train.steps)
@@ -101,9 +107,10 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     t0 = time.time()
     final = evals.history[-1][1]
     t_eval = time.time() - t0
-    (out / "metrics.json").write_text(json.dumps(final, indent=2))
+    runtime = {**precision.record(), "seconds_train": round(t_train, 1), "steps": trainer.step_count}
+    (out / "metrics.json").write_text(json.dumps({**final, "runtime": runtime}, indent=2))
     with averaged(trainer):
-        write_pictures(model, held_out, evals.history, out, bf16=cfg.train.bf16)
+        write_pictures(model, held_out, evals.history, out, bf16=precision.bf16)
     return RunResult(out, final, t_train, t_eval, trainer.step_count, trainer.skipped)
 
 

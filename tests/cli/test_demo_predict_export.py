@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from ubernet.cli.main import main
+from ubernet.hardware import cpu_info, resolve_precision
 
 KEYS = {
     "boundaries": {"ods", "ois", "ap"},
@@ -34,6 +35,9 @@ def test_demo_quick_writes_everything(demo_run: Path) -> None:
     for name in ("metrics.json", "panel.png", "curves.png", "config.yaml", "last.safetensors", "log.csv"):
         assert (demo_run / name).is_file(), name
     metrics = json.loads((demo_run / "metrics.json").read_text())
+    runtime = metrics.pop("runtime")
+    assert runtime["precision"] == resolve_precision("auto").name and runtime["requested"] == "auto"
+    assert runtime["cpu"]["capability"] == cpu_info().capability and runtime["steps"] == 24
     assert set(metrics) == set(KEYS)
     for task, keys in KEYS.items():
         assert keys <= set(metrics[task]), task
@@ -81,11 +85,14 @@ def test_predict_odd_inputs(demo_run: Path, tmp_path: Path, capsys: pytest.Captu
     assert "corrupt.jpg" in capsys.readouterr().err
 
 
-def test_eval_and_predict_with_flip(demo_run: Path, tmp_path: Path) -> None:
+def test_eval_and_predict_with_flip(demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpt = str(demo_run / "last.safetensors")
     out = tmp_path / "flip.json"
+    # --bf16 is the older spelling of --precision bf16: honoured on every CPU (emulated where not native)
     assert main(["eval", "--checkpoint", ckpt, "--max-images", "3", "--workers", "1", "--flip", "--bf16",
                  "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"ubernet eval: on {cpu_info().model}" in err and "precision bf16 (asked for" in err
     results = json.loads(out.read_text())
     assert set(results) == set(KEYS) and all(r["images"] == 3 for r in results.values())
     assert math.isfinite(results["normals"]["mean"])
@@ -93,6 +100,8 @@ def test_eval_and_predict_with_flip(demo_run: Path, tmp_path: Path) -> None:
     assert main(["predict", "--checkpoint", ckpt, "--out", str(tmp_path / "p"), "--flip", "--no-panel",
                  str(img)]) == 0
     assert np.load(tmp_path / "p" / "normals" / "x.npy").shape == (30, 41, 3)
+    auto = resolve_precision("auto")
+    assert f"precision {auto.name} ({auto.reason})" in capsys.readouterr().err
 
 
 def test_export_round_trip(demo_run: Path, tmp_path: Path) -> None:

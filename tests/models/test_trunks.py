@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from ubernet import hardware
 from ubernet.errors import ConfigError
 from ubernet.models.trunks import CAFFE_VGG16, TORCHVISION_IMAGENET, TRUNKS, Trunk, build_trunk
 from ubernet.models.trunks.base import split_evenly
@@ -339,9 +340,19 @@ def test_tap_lookup() -> None:
         t.tap("nope")
 
 
+_CPU = hardware.cpu_info()
+needs_native_bf16 = pytest.mark.skipif(
+    not _CPU.bf16_native, reason=f"oneDNN's fused bf16 kernels need native bf16 (AMX-BF16 or AVX512-BF16); this CPU "
+                                 f"runs {_CPU.capability or _CPU.isa or _CPU.arch}")
+
+
+@needs_native_bf16
 def test_inference_autocast_fast_path_is_bit_identical() -> None:
     """CPU inference under bf16 autocast runs conv + ReLU pairs as one fused oneDNN convolution on cached bf16
     weights; it must give exactly what running the layers one by one under autocast gives."""
+    from ubernet.models.trunks import base
+
+    assert base.fused_lowp_ok(torch.bfloat16)  # the fast path is really taken here
     torch.manual_seed(0)
     trunk = build_trunk("vgg16", fc_channels=64).eval()
     x = torch.randn(1, 3, 40, 48)
@@ -376,4 +387,28 @@ def test_unfused_inference_calls_every_conv_module() -> None:
         h.remove()
     assert len(calls) - n_fast == len(convs)
     for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_without_native_bf16_inference_runs_layer_by_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the CPU lacks native bf16 the fused oneDNN path (which raises there) is never entered: the trunk
+    runs its modules under autocast, with the same outputs as the layers one by one."""
+    from ubernet.models.trunks import base
+
+    calls: list[int] = []
+    monkeypatch.setattr(base, "fused_lowp_ok", lambda dtype: False)
+    monkeypatch.setattr(base, "_conv_relu_lowp", lambda *a: calls.append(1))
+    torch.manual_seed(0)
+    trunk = build_trunk("vgg16", fc_channels=16).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = trunk(x)
+        ref, y = [], x
+        for layer, name in trunk.layers():
+            y = layer(y)
+            if name is not None:
+                ref.append(y)
+    assert not calls
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.bfloat16
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -68,6 +68,7 @@ class SpeedConfig:
     warmup: int = 1
     bf16: bool = False
     channels_last: bool | None = None
+    runtime: dict[str, Any] | None = None  # what the run ran on (ubernet.hardware.Precision.record()), for the JSON
     threads: int | None = None
     seed: int = 0
     single: bool = True

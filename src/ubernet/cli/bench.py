@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ubernet.cli.runtime import add_precision_option, start
 from ubernet.errors import ConfigError
 
 #: the memory benchmark's backward modes (ubernet.bench.memory.MODES; repeated to keep torch out of --help)
@@ -54,14 +55,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, trunk: str, size: int, rec
     p.add_argument("--scales", default=None if rect else "1,0.5,0.25",
                    help="image pyramid scales (default 1,0.5,0.25, the paper's)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add_precision_option(p, default_help="the config's train.precision with --config, else auto" if rect else "auto")
     if rect:
-        p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                       help="bfloat16 autocast (default: the config's train.bf16, else off)")
         p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                        help="channels-last model and input (default: the config's train.channels_last, else "
-                            "the same as --bf16)")
-    else:
-        p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (+ channels-last for speed)")
+                            "on when the precision is bf16)")
 
 
 def _spec(args: argparse.Namespace, tasks: dict[str, dict[str, Any]]) -> Any:
@@ -81,7 +79,7 @@ def _write_json(path: Path | None, result: dict[str, Any]) -> None:
 # --- speed ----------------------------------------------------------------------------------------------------
 def add_speed_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
-                   help="take the network (trunk, pyramid, tasks incl. detection) and the precision (train.bf16, "
+                   help="take the network (trunk, pyramid, tasks incl. detection) and the precision (train.precision, "
                         "train.channels_last) from a training config, e.g. configs/paper-vgg16.yaml; then also "
                         "time predict() per frame, count the trunk's FLOPs and compare with a matrix product")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides (with --config)")
@@ -108,26 +106,27 @@ def speed_config(args: argparse.Namespace) -> Any:
 
         cfg = load_config(args.config, args.overrides)
         spec = spec_from_config(cfg)
-        bf16, channels_last = cfg.train.bf16, cfg.train.channels_last
+        requested, channels_last = cfg.train.precision, cfg.train.channels_last
         size = PAPER_SIZE
     else:
         if args.overrides:
             raise ConfigError(f"key=value overrides need --config; got {' '.join(args.overrides)}")
         spec = ModelSpec(tasks=dict(DENSE_TASKS))
-        bf16, channels_last, size = False, None, "321"
+        requested, channels_last, size = "auto", None, "321"
     if args.trunk is not None:
         spec.trunk = args.trunk
     if args.trunk_option:
         spec.trunk_options = {**spec.trunk_options, **_trunk_options(args.trunk_option)}
     if args.scales is not None:
         spec.scales = parse_scales(args.scales)
-    bf16 = bf16 if args.bf16 is None else args.bf16
+    precision = start("bench speed", args.precision or requested)
     channels_last = channels_last if args.channels_last is None else args.channels_last
     paper = args.config is not None
     return SpeedConfig(model=spec, size=parse_size(args.size or size), repeats=args.repeats, warmup=args.warmup,
-                       bf16=bf16, channels_last=channels_last, threads=args.threads,
+                       bf16=precision.bf16, channels_last=channels_last, threads=args.threads,
                        single=not paper if args.single is None else args.single, predict=paper,
-                       flops=paper if args.flops is None else args.flops, matmul_size=args.matmul_size)
+                       flops=paper if args.flops is None else args.flops, matmul_size=args.matmul_size,
+                       runtime=precision.record())
 
 
 def run_speed(args: argparse.Namespace) -> int:
@@ -136,6 +135,9 @@ def run_speed(args: argparse.Namespace) -> int:
 
     cfg = speed_config(args)
     result = measure(cfg, progress=_say)
+    result["runtime"] = cfg.runtime
+    if cfg.runtime is not None and "cpu" in cfg.runtime:
+        cfg.runtime["cpu"]["threads"] = result.get("threads", cfg.runtime["cpu"]["threads"])
     if args.config is not None:
         result["config"] = str(args.config)
         result["overrides"] = list(args.overrides)
@@ -156,7 +158,7 @@ def run_speed(args: argparse.Namespace) -> int:
 def _print_speed(result: dict[str, Any]) -> None:
     h, w = result["size"]
     print(f"{result['trunk']} {result['trunk_options']} {h}x{w} (padded {result['padded_size'][0]}x"
-          f"{result['padded_size'][1]}) scales {result['scales']} bf16={result['bf16']} "
+          f"{result['padded_size'][1]}) scales {result['scales']} precision={'bf16' if result['bf16'] else 'fp32'} "
           f"channels_last={result['channels_last']} threads={result['threads']}")
     print("  medians            wall s    CPU s")
     print(f"  trunk only        {result['seconds_trunk']:7.3f}  {result['cpu_seconds_trunk']:7.3f}")
@@ -232,10 +234,11 @@ def run_memory(args: argparse.Namespace) -> int:
         if args.only not in DENSE_TASKS:
             raise ConfigError(f"--only takes a dense task ({', '.join(DENSE_TASKS)}), got {args.only!r}")
         tasks = {args.only: tasks[args.only]}
+    precision = start("bench memory", args.precision)
     cfg = MemoryConfig(model=_spec(args, tasks), size=args.size,
                        tasks=parse_ints(args.tasks, "--tasks"), modes=[m for m in args.modes.split(",") if m],
                        steps=args.steps, warmup=args.warmup, batch=args.batch, threads=args.threads,
-                       bf16=args.bf16, timeout=args.timeout)
+                       bf16=precision.bf16, timeout=args.timeout)
     result = measure(cfg, sweep=not args.no_sweep, cap_mib=args.cap_mib, lazy=not args.no_lazy,
                      step_times=not args.no_step_times, progress=_say, lo=lo, hi=hi,
                      granularity=args.cap_granularity)
@@ -244,6 +247,7 @@ def run_memory(args: argparse.Namespace) -> int:
         plot_memory(result, plot)
         result["plot"] = str(plot)
         _say(f"wrote {plot}")
+    result["runtime"] = precision.record()
     _write_json(args.json, result)
     _print_memory(result)
     return 0
@@ -281,9 +285,9 @@ def _print_memory(result: dict[str, Any]) -> None:
 # --- command ----------------------------------------------------------------------------------------------------
 #: benchmark -> (one-line help, parser builder, runner)
 BENCHMARKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "speed": ("inference time: trunk only, all tasks, one network per task (issue #3)",
+    "speed": ("inference time: trunk only, all tasks, one network per task",
               add_speed_parser, run_speed),
-    "memory": ("training peak memory and step time vs number of tasks, summed vs bounded backward (issue #5)",
+    "memory": ("training peak memory and step time vs number of tasks, summed vs bounded backward",
                add_memory_parser, run_memory),
 }
 

@@ -13,7 +13,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-#: floors the default demo must clear on the held-out `full` set (issue #7); (key, bound, higher is better)
+from ubernet.cli.runtime import add_precision_option, start
+
+#: floors the default demo must clear on the held-out `full` set; (key, bound, higher is better)
 FLOORS = {
     "boundaries": ("ods", 0.6, True),
     "normals": ("mean", 25.0, False),
@@ -37,6 +39,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a smoke run of under two minutes (numbers meaningless)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--no-progress", action="store_true")
+    add_precision_option(p, default_help="the config's train.precision, auto")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,11 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = (QUICK if args.quick else []) + list(args.overrides)
     cfg = load_config(demo_config_path(), overrides)
+    if args.precision is not None:
+        cfg.train.precision = args.precision
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     print(f"ubernet demo: {len(cfg.tasks)} tasks, {len(cfg.data)} synthetic sources, {cfg.train.steps} steps, "
           f"trunk {cfg.model.trunk}{' (quick)' if args.quick else ''}")
+    start("demo", cfg.train.precision)
     t0 = time.time()
     res = run_training(cfg, out, progress=not args.no_progress)
     total = time.time() - t0

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ubernet.cli.runtime import add_precision_option, start
 from ubernet.cli.tables import add_weights_arg, print_metrics, scales_arg
 from ubernet.metrics.pool import workers_arg
 
@@ -23,7 +24,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--json", default=None, help="write the full results here")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    add_precision_option(p)
     p.add_argument("--scales", type=scales_arg, default=None,
                    help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5 "
                    "(default: the run's eval.test_scales)")
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ubernet.evaluation import evaluate, headline
     from ubernet.run import eval_samples, load_model
 
+    precision = start("eval", args.precision)
     model, cfg = load_model(args.checkpoint, weights=args.weights)
     if args.data is not None:
         cfg.eval.data = SourceConfig(name="eval", kind=args.data, root=args.root, split=args.split,
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     cfg.eval.max_images = args.max_images
     samples = eval_samples(cfg)
     tasks = args.tasks.split(",") if args.tasks else None
-    results = evaluate(model, samples, tasks=tasks, bf16=args.bf16, size_divisor=size_divisor(model),
+    results = evaluate(model, samples, tasks=tasks, bf16=precision.bf16, size_divisor=size_divisor(model),
                        workers=args.workers, scales=args.scales if args.scales is not None else cfg.eval.test_scales,
                        flip=args.flip if args.flip is not None else cfg.eval.test_flip)
     print_metrics(headline(results, model))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ubernet.cli.runtime import start
 from ubernet.cli.tables import add_weights_arg
 from ubernet.errors import UbernetError
 
@@ -15,12 +16,15 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
                    help="example input size used for tracing (multiples of the trunk's coarsest stride)")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                   help="the graph's precision: fp32 (auto = fp32: the graph is traced and checked in fp32)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ubernet.export import export_onnx
     from ubernet.run import load_model
 
+    start("export", "fp32")
     model, _ = load_model(args.checkpoint, weights=args.weights)
     diffs = export_onnx(model, args.onnx, size=tuple(args.size), opset=args.opset)
     print(f"wrote {args.onnx}")

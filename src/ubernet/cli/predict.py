@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ubernet.cli.runtime import add_precision_option, start
 from ubernet.cli.tables import add_weights_arg, scales_arg
 from ubernet.errors import UbernetError
 
@@ -22,7 +23,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--no-panel", action="store_true", help="skip the per-image panel PNG")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    add_precision_option(p)
     p.add_argument("--scales", type=scales_arg, default=None,
                    help="multi-scale testing: dense outputs averaged over these input scales, e.g. 0.5,1,1.5")
     p.add_argument("--flip", action="store_true",
@@ -51,11 +52,12 @@ def run(args: argparse.Namespace) -> int:
     from ubernet.report import panel, save_png
     from ubernet.run import load_model
 
+    precision = start("predict", args.precision)
     model, _ = load_model(args.checkpoint, weights=args.weights)
     tasks = args.tasks.split(",") if args.tasks else None
     out = Path(args.out)
     for path in tqdm(expand(args.images), desc="predict"):
-        image, pred = predict_image(model, path, tasks=tasks, bf16=args.bf16, scales=args.scales,
+        image, pred = predict_image(model, path, tasks=tasks, bf16=precision.bf16, scales=args.scales,
                                     flip=args.flip)
         for name, p in pred.items():
             model.tasks[name].save(p, out, path.stem)

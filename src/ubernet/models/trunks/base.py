@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ubernet.errors import ConfigError
+from ubernet.hardware import fused_lowp_ok
 from ubernet.ops import lowp
 
 
@@ -223,12 +224,15 @@ class Trunk(lowp.CachedCastMixin):
     def forward(self, x: Tensor) -> list[Tensor]:
         """``x``: normalised Tensor[B, 3, H, W] -> one Tensor[B, C_i, ceil(H/s_i), ceil(W/s_i)] per tap.
 
-        CPU inference under autocast (autograd off) takes a bit-identical fast path: each conv + ReLU pair runs
-        as one oneDNN convolution with a fused ReLU (no separate pass over the activation), from weights cast
-        once and cached (:mod:`ubernet.ops.lowp`; autocast re-casts them on every call in inference mode).
+        CPU inference under autocast (autograd off) takes a bit-identical fast path where the CPU runs the
+        autocast dtype natively (:func:`ubernet.hardware.fused_lowp_ok`): each conv + ReLU pair runs as one oneDNN
+        convolution with a fused ReLU (no separate pass over the activation), from weights cast once and cached
+        (:mod:`ubernet.ops.lowp`; autocast re-casts them on every call in inference mode). Elsewhere the layers
+        run one by one (the same values).
         """
         dtype = lowp.inference_autocast_dtype(x)
-        fast = dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU and not _fused_off
+        fast = (dtype is not None and x.device.type == "cpu" and _FUSED_CONV_RELU and not _fused_off
+                and fused_lowp_ok(dtype))  # oneDNN's fused kernels raise on CPUs without native bf16
         feats: list[Tensor] = []
         for layer, name in self.layers():
             x = _conv_relu_lowp(layer, x, dtype, self.lowp) if fast else layer(x)  # type: ignore[arg-type]
