@@ -23,6 +23,7 @@ import contextlib, json, resource, sys, time
 import ubernet.evaluation as ev
 from ubernet.api import size_divisor
 from ubernet.run import eval_samples, load_model
+from ubernet.hardware import resolve_precision
 
 def main():
     a = json.loads(sys.argv[1])
@@ -31,7 +32,8 @@ def main():
     model, cfg = load_model(a["checkpoint"])
     held = eval_samples(cfg)
     t0, c0 = time.time(), time.process_time()
-    ev.evaluate(model, held, bf16=cfg.train.bf16, size_divisor=size_divisor(model), progress=False,
+    bf16 = resolve_precision(cfg.train.precision).bf16
+    ev.evaluate(model, held, bf16=bf16, size_divisor=size_divisor(model), progress=False,
                 workers=a["workers"], scales=cfg.eval.test_scales)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(json.dumps({"wall": time.time() - t0, "main_cpu": time.process_time() - c0,

@@ -54,6 +54,7 @@ from ubernet.cli.tables import scales_arg
 from ubernet.config import Config, load_config
 from ubernet.data.transforms import bind_augmentations
 from ubernet.data.union import UnionEntry, UnionSampler
+from ubernet.hardware import resolve_precision
 from ubernet.models.ubernet import UberNet
 from ubernet.train.checkpoint import load_checkpoint
 from ubernet.train.engine import Trainer, make_hook
@@ -143,7 +144,7 @@ def make_trainer(cfg: Config, model: UberNet, entry: UnionEntry, steps: int, *, 
     if not probe:
         bind_augmentations(sampler)  # draw counts from the checkpointed sampler: exact resume
     return Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward, combine=cfg.train.combine,
-                   bf16=cfg.train.bf16, size_divisor=size_divisor(model), seed=cfg.seed)
+                   bf16=resolve_precision(cfg.train.precision).bf16, size_divisor=size_divisor(model), seed=cfg.seed)
 
 
 def calibrate(cfg: Config, model: UberNet, entry: UnionEntry, n: int = 6,

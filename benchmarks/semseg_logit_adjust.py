@@ -21,6 +21,7 @@ import torch
 
 from ubernet.api import size_divisor
 from ubernet.data.synth import CLASSES, SynthDataset
+from ubernet.hardware import resolve_precision
 from ubernet.multiscale import predict_multiscale
 from ubernet.run import load_model
 
@@ -42,7 +43,8 @@ def main() -> None:
     gts = []
     for i in range(0, a.n, 8):
         batch = [ds[j] for j in range(i, min(a.n, i + 8))]
-        predict_multiscale(model, batch, ["semseg"], scales=(1.0,), flip=cfg.eval.test_flip, bf16=cfg.train.bf16,
+        predict_multiscale(model, batch, ["semseg"], scales=(1.0,), flip=cfg.eval.test_flip,
+                           bf16=resolve_precision(cfg.train.precision).bf16,
                            size_divisor=size_divisor(model))
         gts += [np.asarray(s.targets["semseg"]) for s in batch]
     logp = torch.log(torch.stack(soft_maps).clamp_min(1e-8)).numpy()  # [N, C, H, W]

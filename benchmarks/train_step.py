@@ -3,7 +3,10 @@
 Every variant runs in its own fresh process (same seed, same draws): build the trainer, ``--warmup`` steps, then
 ``--repeats`` timed blocks of ``--steps`` steps (wall time, ``--threads`` intra-op threads). Blocks of the variants
 are interleaved round by round, so a load change on the machine hits all of them alike; the table gives the
-median ms/step and the ratio to the first variant, both from this run. The step includes drawing the batch
+median ms/step and the ratio to the first variant, both from this run. A variant with ``train.prefetch`` is
+flattered by short blocks: its worker fills its queue while the other variants run, so the first ``prefetch``
+draws of each block cost nothing (with 20-step blocks ``prefetch=4`` looked ×0.91, with 50-step blocks it was
+×1.06); time such variants with long blocks, or as whole runs. The step includes drawing the batch
 (the synthetic world renders it), the bounded backward and the asynchronous update, as in ``ubernet demo``.
 
 Variants (on top of the config and its overrides):

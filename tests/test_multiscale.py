@@ -183,3 +183,14 @@ def test_model_predict_with_flip(tiny_trunk, rng) -> None:
     sym = np.concatenate([img[:, :11], img[:, :11][:, ::-1]], axis=1)
     s = model.predict(sym, flip=True)["saliency"]
     np.testing.assert_allclose(s, s[:, ::-1], atol=1e-6)
+
+
+def test_model_predict_precision(tiny_trunk, rng) -> None:
+    # precision="fp32" is the default's result exactly; "bf16" (native or emulated) stays within bf16's rounding
+    model = UberNet(trunk=tiny_trunk, tasks={"saliency": build_task("saliency")}, scales=(1.0,)).eval()
+    img = rng.integers(0, 255, (17, 22, 3), dtype=np.uint8)
+    ref = model.predict(img)["saliency"]
+    np.testing.assert_array_equal(model.predict(img, precision="fp32")["saliency"], ref)
+    np.testing.assert_allclose(model.predict(img, precision="bf16")["saliency"], ref, atol=0.02)
+    with pytest.raises(ConfigError, match="precision"):
+        model.predict(img, precision="fp8")

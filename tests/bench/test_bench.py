@@ -13,6 +13,7 @@ from ubernet.bench.common import DENSE_TASKS, ModelSpec, build_tasks, random_sam
 from ubernet.bench.plot import line_plot, nice_ticks
 from ubernet.cli.main import main
 from ubernet.errors import ConfigError
+from ubernet.hardware import cpu_info, resolve_precision
 
 # Smallest sensible setting: training-mode tap BatchNorm needs >= 2x2 pixels at stride 16 on the 1/2 scale.
 TINY = ["--trunk", "mobilenet_v2", "--trunk-option", "width=0.25", "--size", "64", "--scales", "1,0.5",
@@ -45,6 +46,9 @@ def test_speed_cli_with_a_config_times_predict_flops_and_profile(tmp_path: Path)
     assert main(args) == 0
     r = json.loads(out.read_text())
     assert r["bf16"] is True and r["channels_last"] is True and r["size"] == [64, 96]
+    # what it ran on (an older config's train.bf16: true asks for bf16 on every CPU)
+    assert r["runtime"]["precision"] == "bf16" and r["runtime"]["cpu"]["threads"] == 1
+    assert r["runtime"]["cpu"]["capability"] == cpu_info().capability
     assert r["tasks"] == ["boundaries", "semseg", "detection"] and r["task_options"]["semseg"]["num_classes"] == 21
     assert r["seconds_predict"] > 0 and r["cpu_seconds_predict"] > 0 and "seconds_single_task" not in r
     assert r["trunk_conv_gflops"] > 0 and r["ratio_conv_to_matmul_throughput_cpu"] > 0
@@ -53,9 +57,10 @@ def test_speed_cli_with_a_config_times_predict_flops_and_profile(tmp_path: Path)
     assert {row["name"] for row in prof["by_phase"]} >= {"trunk", "head:boundaries", "head:detection: RPN convs"}
     assert r["conv_layers"] and all(row["gflops"] > 0 for row in r["conv_layers"])
     rest = [a for a in args[:-2] if a != "--profile"]
-    assert main([*rest, "--no-bf16", "--no-flops", "--json", str(out)]) == 0
+    assert main([*rest, "--precision", "fp32", "--no-flops", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["bf16"] is False and r["channels_last"] is True and "trunk_conv_gflops" not in r
+    assert r["runtime"]["precision"] == "fp32" and r["runtime"]["requested"] == "fp32"
     with pytest.raises(ConfigError):
         from ubernet.bench.common import parse_size
 
@@ -86,6 +91,7 @@ def test_memory_cli_sweep_lazy_and_step_times(tmp_path: Path, monkeypatch: pytes
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert result["size"] == 64
+    assert result["runtime"]["precision"] == resolve_precision("auto").name  # the machine decides by default
     rows = {(r["mode"], r["tasks"]): r for r in result["results"]}
     assert set(rows) == {(m, t) for m in ("summed", "bounded") for t in (1, 8)}
     assert all(r["ok"] and r["peak_mib"] > 0 and r["step_seconds"] > 0 for r in rows.values())

@@ -149,17 +149,23 @@ class UberNet(nn.Module):
         return self.heads[name](feats, image_hw=image_hw, image_sizes=list(image_sizes), targets=targets)
 
     def predict(self, image: Any, tasks: Iterable[str] | None = None, *, bf16: bool = False,
-                scales: Sequence[float] | None = None, flip: bool = False) -> dict[str, Any]:
+                scales: Sequence[float] | None = None, flip: bool = False,
+                precision: str | None = None) -> dict[str, Any]:
         """Post-processed predictions ``{task: numpy array (or detection dict)}`` for one image.
 
         ``image``: a numpy ``H×W``, ``H×W×3`` or ``H×W×4`` array (uint8, uint16 or float in [0, 1]) or a path.
         ``scales``: test scales, e.g. ``(0.5, 1, 1.5)``: dense outputs averaged over resized copies
         (:mod:`ubernet.multiscale`); default one pass. ``flip``: dense outputs also averaged over the mirrored
-        image.
+        image. ``precision``: ``"auto"`` (bf16 where the CPU runs it natively, :mod:`ubernet.hardware`),
+        ``"fp32"`` or ``"bf16"``; when given it replaces ``bf16`` (default: fp32).
         """
         from pathlib import Path
 
+        from ubernet.hardware import resolve_precision
         from ubernet.predict import predict_array, predict_image
+
+        if precision is not None:
+            bf16 = resolve_precision(precision).bf16
 
         if isinstance(image, (str, Path)):
             return predict_image(self, image, list(tasks) if tasks else None, bf16=bf16, scales=scales, flip=flip)[1]
