@@ -141,3 +141,30 @@ def test_input_norm_survives_checkpoint(demo_run: Path, tmp_path: Path) -> None:
     meta["input_norm"] = {"mean": [1, 2]}
     save_checkpoint(tmp_path / "bad.safetensors", tensors, meta)
     assert main(["eval", "--checkpoint", str(tmp_path / "bad.safetensors")]) == 2
+
+
+def test_demo_never_deletes_what_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keep = tmp_path / "mine" / "keep.txt"
+    keep.parent.mkdir()
+    keep.write_text("the user's")
+    (keep.parent / "log.csv").write_text("a previous run's")
+    assert main(["demo", "--quick", "--out", str(keep.parent), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "keep.txt" in err and "did not write" in err
+    assert keep.read_text() == "the user's" and (keep.parent / "log.csv").exists()  # nothing touched
+    assert main(["demo", "--quick", "--out", str(keep), "--no-progress"]) == 2
+    assert "not a folder" in capsys.readouterr().err and keep.exists()
+
+
+def test_demo_replaces_its_own_previous_run(tmp_path: Path) -> None:
+    from ubernet.cli.demo import RUN_FILES, clear_previous_run
+
+    run = tmp_path / "run"
+    (run / "tb").mkdir(parents=True)
+    (run / "tb" / "events").write_text("x")
+    for name in RUN_FILES[:-1]:
+        (run / name).write_text("old")
+    (run / ".last.safetensors.abc123.tmp").write_text("a write cut short by a kill")
+    clear_previous_run(run)
+    assert run.is_dir() and not list(run.iterdir())
+    clear_previous_run(tmp_path / "absent")  # nothing to do

@@ -50,9 +50,12 @@ CHILD = textwrap.dedent('''
     b = [make(i, ("saliency", "semseg")) for i in range(5)]
     tasks = {"saliency": build_task("saliency"), "semseg": build_task("semseg", num_classes=3)}
     model = UberNet(trunk=T(), tasks=tasks, scales=(1.0, 0.5))
+    cl = len(sys.argv) > 7 and sys.argv[7] == "cl"  # the demo's layout and rule: channels-last, AdamW everywhere
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
     w = UncertaintyWeighting(list(tasks))
     groups = [GroupSpec("trunk", list(model.trunk.parameters()) + list(model.tap_norms.parameters()), 3, lr=0.05,
-                        schedule=Schedule("poly", max_updates=10))]
+                        schedule=Schedule("poly", max_updates=10), rule="adamw" if cl else "sgd")]
     groups += [GroupSpec(t, list(model.heads[t].parameters()) + [w.log_vars[t]], 2, lr=0.1, rule="adamw")
                for t in tasks]
     sampler = UnionSampler([UnionEntry("a", a, ("saliency",), 2.0), UnionEntry("b", b, ("saliency", "semseg"))],
@@ -83,11 +86,13 @@ def run_child(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("prefetch", [(), ("3",), ("0", "0.7")], ids=["plain", "prefetch", "ema"])
+@pytest.mark.parametrize("prefetch", [(), ("3",), ("0", "0.7"), ("0", "0.7", "cl")],
+                         ids=["plain", "prefetch", "ema", "channels-last-adamw"])
 def test_kill_and_resume_is_bit_exact(tmp_path: Path, prefetch: tuple[str, ...]) -> None:
     """With ``prefetch``, the killed and resumed runs load their batches in a background worker; the straight
     run does not: the weights must still be bit-identical. With a weight average (``ema``, all three runs keep
-    one), the average must resume bit-exactly too."""
+    one), the average must resume bit-exactly too. ``channels-last-adamw`` is the demo's combination: a
+    channels-last model whose every group steps with AdamW (the restored moments must keep the weights' layout)."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     straight.mkdir()
     killed.mkdir()

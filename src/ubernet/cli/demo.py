@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ubernet.cli.runtime import add_precision_option, start
+from ubernet.errors import ConfigError
 
 #: floors the default demo must clear on the held-out `full` set; (key, bound, higher is better)
 FLOORS = {
@@ -30,12 +31,40 @@ FLOORS = {
 QUICK = ["train.steps=24", "eval.data.n=6", "train.eval_every=0", "train.checkpoint_every=0"]
 
 
+#: what a demo run writes into its folder (``tb`` only where tensorboard is installed)
+RUN_FILES = ("metrics.json", "panel.png", "curves.png", "config.yaml", "last.safetensors", "log.csv", "tb")
+
+
+def clear_previous_run(out: Path) -> None:
+    """Make ``out`` ready for a fresh demo run: remove what a previous demo run wrote there, and refuse (naming
+    them) when it holds anything else — the demo replaces its own run, never the user's files."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    # a checkpoint write interrupted by a kill leaves .last.safetensors.*.tmp (ubernet.train.checkpoint)
+    mine = [p for p in out.iterdir() if p.name in RUN_FILES
+            or (p.name.startswith(".last.safetensors.") and p.name.endswith(".tmp"))]
+    others = sorted(p.name for p in out.iterdir() if p not in mine)
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ConfigError(f"--out {out}: holds files a demo run did not write ({shown}); the demo replaces only "
+                          "its own run: choose a new or empty folder")
+    for p in mine:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("ubernet") / "configs" / "synthetic.yaml"))
 
 
 def add_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo; replaced)")
+    p.add_argument("--out", default="runs/demo",
+                   help="output folder (default runs/demo); a previous demo run there is replaced, a folder "
+                        "holding anything else is refused")
     p.add_argument("--quick", action="store_true", help="a smoke run of under two minutes (numbers meaningless)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.add_argument("--no-progress", action="store_true")
@@ -52,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision is not None:
         cfg.train.precision = args.precision
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
+    clear_previous_run(out)
     print(f"ubernet demo: {len(cfg.tasks)} tasks, {len(cfg.data)} synthetic sources, {cfg.train.steps} steps, "
           f"trunk {cfg.model.trunk}{' (quick)' if args.quick else ''}")
     start("demo", cfg.train.precision)

@@ -251,12 +251,23 @@ class AsyncSGD:
                 s.copy_(tensors[f"sum/{name}/{i}"])
             opt = self.optimizers[name]
             sd = opt.state_dict()
+            params = [p for g in opt.param_groups for p in g["params"]]  # the state dict's indices
             state: dict[int, dict[str, Any]] = {}
             for key, v in tensors.items():
                 parts = key.split("/")
                 if parts[0] == "opt" and parts[1] == name:
-                    state.setdefault(int(parts[2]), {})[parts[3]] = v.clone()
+                    state.setdefault(int(parts[2]), {})[parts[3]] = _like_param(v, params[int(parts[2])])
             for i, extra in meta["opt_extras"].get(name, {}).items():
                 state.setdefault(int(i), {}).update(extra)
             sd["state"] = state
             opt.load_state_dict(sd)
+
+
+def _like_param(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A checkpointed optimiser buffer ``v`` (stored contiguous) laid out like its parameter ``p`` when it has
+    ``p``'s shape (and on ``p``'s device): a moment of a channels-last weight must be channels-last again —
+    with a contiguous moment beside a channels-last weight the fused AdamW step no longer reproduces an
+    uninterrupted run (tests/train/test_resume.py). Other buffers (AdamW's ``step``) are copied as they are."""
+    if v.shape == p.shape and v.dtype == p.dtype:
+        return torch.empty_like(p, memory_format=torch.preserve_format).copy_(v)
+    return v.clone()
