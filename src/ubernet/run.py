@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from ubernet.report import curves, panel, save_png
 from ubernet.train.checkpoint import load_checkpoint, prefixed
 from ubernet.train.engine import Trainer
 from ubernet.train.hooks import CheckpointHook, CSVLogHook, EvalHook, ProgressHook, loss_history
+from ubernet.train.interrupts import EXIT_STATUS, Interrupted, stop_on_signals
 
 CHECKPOINT = "last.safetensors"
 
@@ -58,6 +60,8 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    for stale in out.glob(f".{CHECKPOINT}.*.tmp"):  # a checkpoint write cut short by a kill (ours, never complete)
+        stale.unlink(missing_ok=True)
     precision = resolve_precision(cfg.train.precision)
     trainer, task_opts = build_trainer(cfg)
     from ubernet.train.distributed import distribute_from_env, shutdown_distributed
@@ -65,7 +69,8 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     trainer, dist_ctx = distribute_from_env(trainer, seed=cfg.seed)  # torchrun: WORLD_SIZE > 1
     if dist_ctx is not None and not dist_ctx.is_main:
         # The other ranks only train: rank 0 loads the checkpoint, hands it over, logs, evaluates and writes.
-        trainer.train(cfg.train.steps)
+        with stop_on_signals(trainer):
+            trainer.train(cfg.train.steps)
         shutdown_distributed()
         return RunResult(out, {}, 0.0, 0.0, trainer.step_count, trainer.skipped, rank=dist_ctx.rank)
     model = trainer.model
@@ -100,9 +105,16 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
                        f"({precision.reason}): the run is no longer the one an uninterrupted run would give")
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     t0 = time.time()
-    trainer.train(cfg.train.steps)
+    with stop_on_signals(trainer):  # Ctrl-C / SIGTERM: finish the step, write the checkpoint, stop
+        trainer.train(cfg.train.steps)
     if dist_ctx is not None:
         shutdown_distributed()  # waits for every rank, after rank 0's final checkpoint and evaluation
+    if trainer.step_count < cfg.train.steps:
+        why = trainer.interrupted or "a stop on another rank"
+        raise Interrupted(f"interrupted by {why} at step {trainer.step_count} of {cfg.train.steps}; "
+                          f"{ckpt_path} holds that step: continue with `ubernet train --config "
+                          f"{out / 'config.yaml'} --out {out} --resume`",
+                          EXIT_STATUS.get(getattr(signal, trainer.interrupted or "", None), 143))
     t_train = time.time() - t0
     t0 = time.time()
     final = evals.history[-1][1]

@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(modules[args.command].run(args) or 0)  # type: ignore[attr-defined]
     except UbernetError as e:
+        status = getattr(e, "exit_status", None)  # a run stopped by a signal, its checkpoint written
+        if status is not None:
+            print(f"ubernet {args.command}: {e}", file=sys.stderr)
+            return int(status)
         print(f"ubernet {args.command}: error: {e}", file=sys.stderr)
         return 2
 

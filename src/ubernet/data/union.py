@@ -12,6 +12,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -177,6 +178,7 @@ def _prefetch_worker(sampler: UnionSampler, stride: int, offset: int, out: Any, 
     """The background loader: walk its copy of the sampler and put ``(pairs, samples)`` of its draws; exits when
     the training process is gone (even a SIGKILLed one)."""
     os.environ["OMP_NUM_THREADS"] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle: it stops us
     if hasattr(os, "nice"):
         os.nice(10)  # loading fills the gaps of the training processes rather than preempting them
     sampler._prefetch = None  # a forked copy still points at the parent's prefetcher

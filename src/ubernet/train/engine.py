@@ -101,6 +101,7 @@ class Trainer:
         self.skipped = 0
         self.pcgrad_rng = random.Random(seed)
         self.stop_requested = False
+        self.interrupted: str | None = None  # the signal that asked the run to stop (ubernet.train.interrupts)
         self.target_steps = 0
         self.ema = WeightAverage(model, ema) if ema > 0 else None
 

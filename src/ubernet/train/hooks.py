@@ -149,6 +149,8 @@ class EvalHook:
             self.history.append((result.step, self.fn(trainer)))
 
     def after_train(self, trainer: Trainer) -> None:
+        if trainer.step_count < getattr(trainer, "target_steps", 0):
+            return  # stopped short (a signal, a stop on another rank): no final evaluation of a partial run
         if not self.history or self.history[-1][0] != trainer.step_count:
             self.history.append((trainer.step_count, self.fn(trainer)))
 
