@@ -346,6 +346,18 @@ needs_native_bf16 = pytest.mark.skipif(
                                  f"runs {_CPU.capability or _CPU.isa or _CPU.arch}")
 
 
+def _bf16_taps_and_layer_by_layer(trunk: Trunk, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The trunk's taps under bf16 inference autocast, and the same taps from its layers run one by one."""
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        taps = trunk(x)
+        ref, y = [], x
+        for layer, name in trunk.layers():
+            y = layer(y)
+            if name is not None:
+                ref.append(y)
+    return taps, ref
+
+
 @needs_native_bf16
 def test_inference_autocast_fast_path_is_bit_identical() -> None:
     """CPU inference under bf16 autocast runs conv + ReLU pairs as one fused oneDNN convolution on cached bf16
@@ -355,14 +367,7 @@ def test_inference_autocast_fast_path_is_bit_identical() -> None:
     assert base.fused_lowp_ok(torch.bfloat16)  # the fast path is really taken here
     torch.manual_seed(0)
     trunk = build_trunk("vgg16", fc_channels=64).eval()
-    x = torch.randn(1, 3, 40, 48)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        fast = trunk(x)
-        ref, y = [], x
-        for layer, name in trunk.layers():
-            y = layer(y)
-            if name is not None:
-                ref.append(y)
+    fast, ref = _bf16_taps_and_layer_by_layer(trunk, torch.randn(1, 3, 40, 48))
     assert len(fast) == len(ref)
     for a, b in zip(fast, ref):
         assert a.dtype == b.dtype
@@ -400,14 +405,7 @@ def test_without_native_bf16_inference_runs_layer_by_layer(monkeypatch: pytest.M
     monkeypatch.setattr(base, "_conv_relu_lowp", lambda *a: calls.append(1))
     torch.manual_seed(0)
     trunk = build_trunk("vgg16", fc_channels=16).eval()
-    x = torch.randn(1, 3, 32, 32)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = trunk(x)
-        ref, y = [], x
-        for layer, name in trunk.layers():
-            y = layer(y)
-            if name is not None:
-                ref.append(y)
+    out, ref = _bf16_taps_and_layer_by_layer(trunk, torch.randn(1, 3, 32, 32))
     assert not calls
     for a, b in zip(out, ref):
         assert a.dtype == torch.bfloat16
