@@ -115,3 +115,26 @@ def test_train_bf16_contradicting_precision_or_not_a_bool_is_named(tmp_path: Pat
         load_config(p, ["train.bf16=maybe", "train.precision=auto"])
     with pytest.raises(ConfigError, match=r"train\.precision: 'fp16' is not one of auto, fp32, bf16"):
         load_config(p, ["train.bf16=null", "train.precision=fp16"])
+
+
+def test_numbers_with_an_exponent_and_no_dot_are_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string; the config reads it as the number everyone means
+    p = write(tmp_path, "tasks: {boundaries: {}}\ntrain: {lr: 1e-3, steps: 2E3}\n")
+    cfg = load_config(p, ["train.weight_decay=5e-4"])
+    assert cfg.train.lr == 0.001 and cfg.train.steps == 2000 and cfg.train.weight_decay == 0.0005
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(p, ["train.steps=2.5e0"])
+    with pytest.raises(ConfigError, match="expected float"):
+        load_config(p, ["train.lr=1e-3x"])
+
+
+def test_overrides_may_follow_options_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ubernet.cli import train
+    from ubernet.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(train, "run", lambda args: seen.update(overrides=args.overrides, out=args.out) or 0)
+    assert main(["train", "--config", "c.yaml", "train.lr=1e-3", "--out", "o", "train.steps=5"]) == 0
+    assert seen == {"overrides": ["train.lr=1e-3", "train.steps=5"], "out": "o"}
+    with pytest.raises(SystemExit):  # anything else unrecognised is still argparse's error
+        main(["train", "--config", "c.yaml", "--out", "o", "--bogus"])

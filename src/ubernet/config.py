@@ -7,6 +7,7 @@ translated into keyword arguments of the library's constructors in one place (``
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -118,6 +119,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -156,6 +160,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return {str(k): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
+    if tp in (int, float) and isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and every user read a number
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():

@@ -168,3 +168,18 @@ def test_demo_replaces_its_own_previous_run(tmp_path: Path) -> None:
     clear_previous_run(run)
     assert run.is_dir() and not list(run.iterdir())
     clear_previous_run(tmp_path / "absent")  # nothing to do
+
+
+def test_predict_refuses_inputs_that_would_overwrite_each_others_outputs(tmp_path: Path) -> None:
+    from ubernet.cli.predict import expand
+    from ubernet.errors import UbernetError
+
+    img = np.zeros((4, 5, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = _write(tmp_path / "a" / "im.png", img), _write(tmp_path / "b" / "im.png", img)
+    with pytest.raises(UbernetError, match=r"a/im\.png.*b/im\.png would write the same outputs \(im\.\*\)"):
+        expand([str(a), str(b)])
+    with pytest.raises(UbernetError, match="would write the same outputs"):
+        expand([str(tmp_path / "a"), str(_write(tmp_path / "b" / "im.jpg", img))])  # same stem, other format
+    assert expand([str(a), str(a), str(tmp_path / "a")]) == [a.resolve()]  # one file named three times

@@ -50,7 +50,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # key=value overrides after an option (`--out x train.steps=5`): argparse takes positionals in one run only
+        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-")
+                                                                      for e in extra):
+            args.overrides += extra
+        else:
+            parser.parse_args(argv)  # argparse's own message for what it does not recognise (exits 2)
     if args.command is None:
         parser.print_help()
         return 2

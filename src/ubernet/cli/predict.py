@@ -42,7 +42,15 @@ def expand(paths: list[str]) -> list[Path]:
             raise UbernetError(f"{p}: no such file or folder")
     if not out:
         raise UbernetError(f"no images found in {paths}")
-    return out
+    unique = list(dict.fromkeys(p.resolve() for p in out))  # the same file named twice is predicted once
+    by_stem: dict[str, list[Path]] = {}
+    for p in unique:
+        by_stem.setdefault(p.stem, []).append(p)
+    clash = next((ps for ps in by_stem.values() if len(ps) > 1), None)
+    if clash is not None:  # outputs are named by stem (what `ubernet score` matches): one would overwrite another
+        raise UbernetError(f"{', '.join(map(str, clash))} would write the same outputs ({clash[0].stem}.*); "
+                           "predict them into separate --out folders")
+    return unique
 
 
 def run(args: argparse.Namespace) -> int:
