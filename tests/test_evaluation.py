@@ -30,3 +30,13 @@ def test_model_threads_leave_the_scorers_their_cores(monkeypatch) -> None:
         assert torch.get_num_threads() == 8
     finally:
         torch.set_num_threads(before)
+
+
+def test_metrics_json_has_null_where_a_metric_is_not_a_number() -> None:
+    import json
+
+    from ubernet.run import finite_or_null
+
+    got = finite_or_null({"normals": {"mean": float("nan"), "median": 20.5}, "x": [float("inf"), 1], "n": 3})
+    assert got == {"normals": {"mean": None, "median": 20.5}, "x": [None, 1], "n": 3}
+    json.loads(json.dumps(got, allow_nan=False))  # strict JSON

@@ -247,5 +247,6 @@ def build_trainer(cfg: Config, hooks: Sequence[Any] = ()) -> tuple[Trainer, dict
     trainer = Trainer(model=model, rule=rule, sampler=sampler, backward=cfg.train.backward,
                       combine=cfg.train.combine, weighting=weighting,
                       bf16=resolve_precision(cfg.train.precision).bf16,
-                      size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed, ema=cfg.train.ema)
+                      size_divisor=size_divisor(model), hooks=hooks, seed=cfg.seed, ema=cfg.train.ema,
+                      max_skipped_in_a_row=cfg.train.max_skipped_in_a_row)
     return trainer, task_opts

@@ -93,6 +93,7 @@ class TrainConfig:
     progress: bool = True
     prefetch: int = 0  # draws loaded ahead by a background process (0 = load in the training process)
     ema: float = 0.0  # decay of a moving average of the weights used for evaluation and prediction (0 = none)
+    max_skipped_in_a_row: int = 100  # stop a diverged run: this many non-finite steps in a row (0 = never)
     allocator: str = "retain"  # retain (keep freed memory mapped: fewer page faults per step, glibc) | system
 
 
@@ -288,6 +289,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.batch_size must be >= 1, got {cfg.train.batch_size}")
     if cfg.train.prefetch < 0:
         raise ConfigError(f"train.prefetch must be >= 0 (0 = off), got {cfg.train.prefetch}")
+    if cfg.train.max_skipped_in_a_row < 0:
+        raise ConfigError(f"train.max_skipped_in_a_row must be >= 0 (0 = never stop), got "
+                          f"{cfg.train.max_skipped_in_a_row}")
     if not 0.0 <= cfg.train.ema < 1.0:
         raise ConfigError(f"train.ema must be in [0, 1) (the average's per-step decay; 0 = off), got {cfg.train.ema}")
     if cfg.train.lr <= 0:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -21,7 +22,7 @@ from tqdm import tqdm
 from ubernet.api import build_model, build_source, build_trainer, size_divisor
 from ubernet.config import Config, from_dict, to_dict
 from ubernet.data.sample import Sample
-from ubernet.errors import ConfigError, DataError
+from ubernet.errors import ConfigError, DataError, UbernetError
 from ubernet.evaluation import evaluate, headline, predict_samples
 from ubernet.hardware import resolve_precision
 from ubernet.models.trunks.base import input_norm_from_meta
@@ -60,6 +61,9 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise ConfigError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    if resume and not ckpt_path.exists():
+        raise ConfigError(f"--resume: {ckpt_path} not found (nothing to continue); leave out --resume to start "
+                          "a new run there")
     for stale in out.glob(f".{CHECKPOINT}.*.tmp"):  # a checkpoint write cut short by a kill (ours, never complete)
         stale.unlink(missing_ok=True)
     precision = resolve_precision(cfg.train.precision)
@@ -109,6 +113,11 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
         trainer.train(cfg.train.steps)
     if dist_ctx is not None:
         shutdown_distributed()  # waits for every rank, after rank 0's final checkpoint and evaluation
+    if trainer.diverged:
+        n, k = trainer.step_count, trainer.skipped_in_a_row
+        raise UbernetError(f"training diverged: the last {k} steps (to step {n} of {cfg.train.steps}) all had a "
+                           f"non-finite loss or gradient and were dropped, so {ckpt_path} holds the weights of step "
+                           f"{n - k}; lower train.lr (now {cfg.train.lr:g}) or check the data, then train again")
     if trainer.step_count < cfg.train.steps:
         why = trainer.interrupted or "a stop on another rank"
         raise Interrupted(f"interrupted by {why} at step {trainer.step_count} of {cfg.train.steps}; "
@@ -120,10 +129,22 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     final = evals.history[-1][1]
     t_eval = time.time() - t0
     runtime = {**precision.record(), "seconds_train": round(t_train, 1), "steps": trainer.step_count}
-    (out / "metrics.json").write_text(json.dumps({**final, "runtime": runtime}, indent=2))
+    (out / "metrics.json").write_text(json.dumps(finite_or_null({**final, "runtime": runtime}), indent=2))
     with averaged(trainer):
         write_pictures(model, held_out, evals.history, out, bf16=precision.bf16)
     return RunResult(out, final, t_train, t_eval, trainer.step_count, trainer.skipped)
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinity replaced by ``None``: JSON has no such numbers (``json.dumps`` would
+    write the bare ``NaN`` that strict readers reject), and a metric that could not be computed reads as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
 
 
 def averaged(trainer: Trainer) -> AbstractContextManager[Any]:

@@ -183,3 +183,9 @@ def test_predict_refuses_inputs_that_would_overwrite_each_others_outputs(tmp_pat
     with pytest.raises(UbernetError, match="would write the same outputs"):
         expand([str(tmp_path / "a"), str(_write(tmp_path / "b" / "im.jpg", img))])  # same stem, other format
     assert expand([str(a), str(a), str(tmp_path / "a")]) == [a.resolve()]  # one file named three times
+
+
+def test_eval_max_images_must_be_positive(demo_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", str(demo_run / "last.safetensors"), "--max-images", "0"])
+    assert "expected a whole number >= 1, got '0'" in capsys.readouterr().err

@@ -64,3 +64,29 @@ def test_signal_checkpoints_the_step_and_resume_finishes(tmp_path: Path, sig: si
     assert proc.returncode == 0, err[-2000:]
     assert load_checkpoint(out / "last.safetensors")[1]["step"] == 600
     assert (out / "metrics.json").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ubernet.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "new"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "last.safetensors not found" in err
+
+
+def test_a_diverged_run_stops_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # an infinite learning rate: the first update makes the weights non-finite, every later step is dropped
+    from ubernet.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--no-progress", "train.lr=.inf",
+                 "train.max_skipped_in_a_row=5"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: the last 5 steps" in err and "lower train.lr (now inf)" in err
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["skipped"] >= 5 and meta["step"] < 600  # stopped early, its state kept
+    assert not (out / "metrics.json").exists()

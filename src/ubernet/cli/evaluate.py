@@ -21,7 +21,7 @@ def add_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default="full", help="synthetic source (with --data synth)")
     p.add_argument("--n", type=int, default=100, help="synthetic images (with --data synth)")
     p.add_argument("--seed", type=int, default=10**6, help="synthetic seed (with --data synth)")
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--max-images", type=positive_int, default=None, help="score the first N images only (N >= 1)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's tasks")
     p.add_argument("--json", default=None, help="write the full results here")
     add_precision_option(p)
@@ -33,6 +33,16 @@ def add_parser(p: argparse.ArgumentParser) -> None:
                    "eval.test_flip)")
     p.add_argument("--workers", type=workers_arg, default=0,
                    help="processes for the exact boundary matchers (default 0: one per available core; 1: serial)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:

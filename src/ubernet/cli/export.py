@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     for n, d in diffs.items():
         print(f"  {n}: max |onnxruntime - torch| = {d:.2e}")
     worst = max(diffs.values())
-    if worst > 1e-4:
-        raise UbernetError(f"ONNX output differs from torch by {worst:.2e} > 1e-4")
+    if not worst <= 1e-4:  # a NaN difference (a non-finite output on either side) fails too
+        raise UbernetError(f"ONNX output differs from torch by {worst:.2e} (> 1e-4 or not a number)")
     return 0

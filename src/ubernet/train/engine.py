@@ -85,12 +85,15 @@ class Trainer:
             :func:`~ubernet.train.tap_grads.use_tap_grads`).
         ema: decay of an exponential moving average of the weights (:class:`~ubernet.train.ema.WeightAverage`),
             updated after every step that reached the rule and used by evaluations; 0 = none.
+        max_skipped_in_a_row: stop :meth:`train` (``diverged`` set) after this many consecutive steps whose
+            loss or gradient was not finite — a diverged run, whose every later step would be dropped too; 0 =
+            never stop.
     """
 
     def __init__(self, *, model: UberNet, rule: AsyncSGD, sampler: UnionSampler, backward: str = "bounded",
                  combine: str = "sum", weighting: UncertaintyWeighting | None = None, bf16: bool = False,
                  size_divisor: int = 1, hooks: Sequence[Hook] = (), seed: int = 0,
-                 tap_grads: bool | str = "auto", ema: float = 0.0) -> None:
+                 tap_grads: bool | str = "auto", ema: float = 0.0, max_skipped_in_a_row: int = 0) -> None:
         if backward not in ("bounded", "summed"):
             raise ValueError(f"backward must be 'bounded' or 'summed', got {backward!r}")
         self.model, self.rule, self.sampler = model, rule, sampler
@@ -102,6 +105,9 @@ class Trainer:
         self.pcgrad_rng = random.Random(seed)
         self.stop_requested = False
         self.interrupted: str | None = None  # the signal that asked the run to stop (ubernet.train.interrupts)
+        self.max_skipped_in_a_row = max_skipped_in_a_row
+        self.skipped_in_a_row = 0
+        self.diverged = False
         self.target_steps = 0
         self.ema = WeightAverage(model, ema) if ema > 0 else None
 
@@ -165,8 +171,12 @@ class Trainer:
         try:
             while self.step_count < steps and not self.should_stop():
                 result = self.run_step()
+                self.skipped_in_a_row = self.skipped_in_a_row + 1 if result.skipped else 0
                 for h in self.hooks:
                     h.after_step(self, result)
+                if 0 < self.max_skipped_in_a_row <= self.skipped_in_a_row:
+                    self.diverged = True  # every rank sees the same skips: all leave the loop together
+                    break
         finally:
             close = getattr(self.sampler, "close", None)
             if close is not None:
