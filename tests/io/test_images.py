@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,35 @@ def test_label_png(tmp_path: Path) -> None:
     Image.fromarray(col).save(tmp_path / "col.png")
     with pytest.raises(DataError, match=r"col\.png.*colour RGB"):
         read_label_png(tmp_path / "col.png")
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width × height`` (8-bit RGB) and which holds no pixel data at all."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = _png_header(tmp_path / "bomb.png", 30000, 30000)  # 900 MP: PIL's own guard fires first
+    with pytest.raises(DataError, match=r"bomb\.png: refused as a decompression bomb"):
+        read_image(bomb)
+    big = _png_header(tmp_path / "big.png", 8000, 8000)  # 64 MP: under PIL's guard, over ours
+    with pytest.raises(DataError, match=r"big\.png: 8000×8000 pixels \(64\.0 MP\) is over the 50 MP limit"):
+        read_image(big)
+    with pytest.raises(DataError, match=r"big\.png"):
+        read_gray(big)
+    assert image_size(big) == (8000, 8000)  # the header alone is fine
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((100, 120, 3), dtype=np.uint8)).save(small)
+    monkeypatch.setenv("UBERNET_MAX_IMAGE_PIXELS", "10000")
+    with pytest.raises(DataError, match=r"120×100 pixels .* over the 0\.01 MP limit; set UBERNET_MAX_IMAGE_PIXELS"):
+        read_image(small)
+    monkeypatch.setenv("UBERNET_MAX_IMAGE_PIXELS", "0")  # no limit
+    assert read_image(small).shape == (100, 120, 3)
+    monkeypatch.setenv("UBERNET_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(DataError, match="UBERNET_MAX_IMAGE_PIXELS='lots'"):
+        read_image(small)

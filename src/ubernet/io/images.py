@@ -6,6 +6,7 @@ the stored pixel grid.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,46 @@ from PIL import Image, UnidentifiedImageError
 
 from ubernet.errors import DataError
 
+#: the environment variable that sets the largest image (in pixels) read before decoding; 0 = no limit
+MAX_PIXELS_ENV = "UBERNET_MAX_IMAGE_PIXELS"
+#: its default: 50 megapixels (a 48 MP phone photo passes; an 8000×8000 image, which costs tens of GB through the
+#: network at full size, does not)
+DEFAULT_MAX_PIXELS = 50_000_000
+
 #: modes PIL uses for more than 8 bits per sample (16-bit PNG, 32-bit integer TIFF)
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
+def max_pixels() -> int:
+    """The pixel limit in force (``UBERNET_MAX_IMAGE_PIXELS``, default :data:`DEFAULT_MAX_PIXELS`; 0 = none)."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise DataError(f"{MAX_PIXELS_ENV}={raw!r}: expected a number of pixels (0 = no limit)") from None
+    return max(0, value)
+
+
+def _check_size(path: Path, img: Image.Image) -> None:
+    """Refuse, from the header alone, an image over the pixel limit (before any decoding allocates it)."""
+    w, h = img.size
+    limit = max_pixels()
+    if limit and w * h > limit:
+        raise DataError(f"{path}: {w}×{h} pixels ({w * h / 1e6:.1f} MP) is over the {limit / 1e6:g} MP limit; "
+                        f"set {MAX_PIXELS_ENV} to allow it (0 = no limit)")
+
+
 def _open_loaded(path: Path) -> Image.Image:
-    """Open and fully decode ``path``; truncated or corrupt data raises DataError (not a silent grey tail)."""
+    """Open and fully decode ``path``; truncated or corrupt data raises DataError (not a silent grey tail), and
+    an image over the pixel limit is refused before decoding."""
     try:
         img = Image.open(path)
+        _check_size(path, img)
         img.load()
+    except Image.DecompressionBombError as e:  # PIL's own guard (above 2 × Image.MAX_IMAGE_PIXELS)
+        raise DataError(f"{path}: refused as a decompression bomb ({e})") from None
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except UnidentifiedImageError:
@@ -90,6 +122,6 @@ def image_size(path: str | Path) -> tuple[int, int]:
             w, h = img.size
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: not a readable image ({e})") from None
     return int(h), int(w)
