@@ -27,7 +27,7 @@ from ubernet.config import check_scales
 from ubernet.data.sample import Sample
 from ubernet.models.ubernet import UberNet
 from ubernet.tasks.dense import DenseTask
-from ubernet.train.engine import pad_images
+from ubernet.train.engine import pad_images, writable
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -46,7 +46,7 @@ def _batch(samples: Sequence[Sample], scale: float, divisor: int,
     imgs = []
     for s in samples:
         h, w = s.size
-        x = torch.from_numpy(s.image).permute(2, 0, 1)[None].float()
+        x = torch.from_numpy(writable(s.image)).permute(2, 0, 1)[None].float()
         if mirror:
             x = x.flip(-1)  # before padding, so that every image keeps its padding at the bottom/right
         imgs.append(_resize(x, (max(1, round(h * scale)), max(1, round(w * scale)))).clamp_(0, 255)[0])

@@ -102,7 +102,11 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
                      CSVLogHook(out / "log.csv", cfg.train.log_every, tensorboard_dir=out / "tb"), ckpt, evals]
     if resume and ckpt_path.exists():
         tensors, state = load_checkpoint(ckpt_path)
-        trainer.load_state(tensors, state)
+        try:
+            trainer.load_state(tensors, state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:  # ConfigError (a ValueError) included
+            raise DataError(f"{ckpt_path}: cannot continue this run from it — written for another model, config "
+                            f"or version? ({str(e).splitlines()[0][:300]})") from None
         before = (state.get("precision") or {}).get("precision")
         if before is not None and before != precision.name:
             tqdm.write(f"note: {ckpt_path} was trained in {before} and continues in {precision.name} "
@@ -177,8 +181,10 @@ def load_model(checkpoint: str | Path, *, weights: str = "auto") -> tuple[UberNe
     if weights == "ema" and not has_ema:
         raise DataError(f"{checkpoint}: the run kept no weight average (train.ema was 0); use the trained weights")
     prefix = "ema" if has_ema and weights != "raw" else "model"
-    if "config" not in meta:
-        raise DataError(f"{checkpoint}: checkpoint has no config (not written by `ubernet train`)")
+    missing = [k for k in ("config", "task_options") if not isinstance(meta.get(k), dict)]
+    if missing:
+        raise DataError(f"{checkpoint}: the checkpoint's metadata has no {' or '.join(missing)} (not written by "
+                        "`ubernet train`)")
     cfg = from_dict(Config, meta["config"])
     cfg.model.pretrained = None  # the checkpoint holds the weights
     model = build_model(cfg, meta["task_options"])

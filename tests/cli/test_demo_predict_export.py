@@ -189,3 +189,36 @@ def test_eval_max_images_must_be_positive(demo_run: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit):
         main(["eval", "--checkpoint", str(demo_run / "last.safetensors"), "--max-images", "0"])
     assert "expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_checkpoints_with_bad_metadata_or_another_format_are_named(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from ubernet.train.checkpoint import FORMAT
+
+    pickled = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(2)}, pickled)
+    cases = {pickled: "a torch.save (pickle) file"}
+    for name, meta in [("notjson", "{not json"), ("nometa", None), ("notask", json.dumps({"config": {}}))]:
+        path = tmp_path / f"{name}.safetensors"
+        header = {"format": FORMAT} if meta is None else {"format": FORMAT, "meta": meta}
+        save_file({"model/w": torch.zeros(2)}, str(path), metadata=header)
+        cases[path] = "has no task_options" if name == "notask" else "metadata is missing or not JSON"
+    for path, message in cases.items():
+        for command in (["eval"], ["predict", "--out", str(tmp_path / "o"), str(path)], ["export", "--onnx",
+                                                                                       str(tmp_path / "m.onnx")]):
+            assert main([*command, "--checkpoint", str(path)]) == 2, (command, path)
+            err = capsys.readouterr().err
+            assert str(path) in err and message in err and "Traceback" not in err, (command, err)
+
+
+def test_file_system_refusals_are_one_line(demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = _write(tmp_path / "x.png", np.zeros((20, 24, 3), dtype=np.uint8))
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    assert main(["predict", "--checkpoint", str(demo_run / "last.safetensors"), "--out", str(taken), str(img)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "error: [Errno 20] Not a directory" in err and "a-file" in err
+    assert taken.read_text() == "not a folder"

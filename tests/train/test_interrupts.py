@@ -90,3 +90,17 @@ def test_a_diverged_run_stops_with_a_clear_message(tmp_path: Path, capsys: pytes
     _, meta = load_checkpoint(out / "last.safetensors")
     assert meta["skipped"] >= 5 and meta["step"] < 600  # stopped early, its state kept
     assert not (out / "metrics.json").exists()
+
+
+def test_resume_of_another_model_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ubernet.cli.main import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--no-progress", "train.steps=3"]) == 0
+    capsys.readouterr()
+    wider = "model.trunk_options.widths=[8,8,8,8,8]"
+    assert main(["train", "--config", str(config), "--out", str(out), "--resume", "--no-progress", wider]) == 2
+    err = capsys.readouterr().err
+    assert "last.safetensors: cannot continue this run from it" in err and "Traceback" not in err

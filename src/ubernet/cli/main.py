@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(status)
         print(f"ubernet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system said no (read-only or full disk, a file where a folder should be)
+        where = f" ({e.filename})" if getattr(e, "filename", None) and str(e.filename) not in str(e) else ""
+        print(f"ubernet {args.command}: error: {e}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -107,8 +107,8 @@ def _load_npy(path: Path) -> np.ndarray:
     """A ``.npy`` array as float64 (no pickles); errors name the file."""
     try:
         return np.load(path, allow_pickle=False).astype(np.float64)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable .npy ({e})") from None
+    except (OSError, ValueError, EOFError) as e:  # a 0-byte file raises EOFError
+        raise DataError(f"{path}: unreadable .npy ({e or 'empty file'})") from None
 
 
 def read_soft_map(path: Path) -> np.ndarray:
@@ -222,8 +222,8 @@ def _npz_array(path: Path) -> np.ndarray:
             raise DataError(f"{path}: no array named 'boundaries' (arrays: {', '.join(z.files)})")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable .npz ({e})") from None
+    except (OSError, ValueError, EOFError) as e:  # a 0-byte file raises EOFError
+        raise DataError(f"{path}: unreadable .npz ({e or 'empty file'})") from None
 
 
 def read_semantic_pred(path: Path) -> np.ndarray:
@@ -242,7 +242,7 @@ def read_detections(path: Path, class_names: Sequence[str]) -> tuple[np.ndarray,
     index = {n: i + 1 for i, n in enumerate(class_names)}
     boxes, scores, labels = [], [], []
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark some editors write is not a class name
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:

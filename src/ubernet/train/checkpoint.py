@@ -71,6 +71,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
+    with path.open("rb") as f:
+        start = f.read(2)
+    if start in (b"PK", b"\x80\x02"):  # a zip archive or a pickle: torch.save's formats, never loaded (unsafe)
+        raise DataError(f"{path}: a torch.save (pickle) file; ubernet reads only safetensors checkpoints written by "
+                        "`ubernet train` (pretrained weights: model.pretrained)")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -79,7 +84,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise DataError(f"{path}: not a readable safetensors checkpoint ({e})") from e
     if header.get("format") != FORMAT:
         raise DataError(f"{path}: not an ubernet checkpoint (format {header.get('format')!r}, expected {FORMAT!r})")
-    return tensors, json.loads(header["meta"])
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: the checkpoint's metadata is missing or not JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: the checkpoint's metadata is not a JSON object")
+    return tensors, meta
 
 
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

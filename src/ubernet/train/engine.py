@@ -32,8 +32,13 @@ from ubernet.train.weighting import UncertaintyWeighting
 def collate_images(samples: Sequence[Sample], size_divisor: int = 1) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Stack uint8 ``H×W×3`` images into ``Tensor[B, 3, H, W]`` float in [0, 255], zero-padded bottom/right to a
     common size (rounded up to ``size_divisor``); returns the tensor and the real ``(H, W)`` of each image."""
-    return pad_images([torch.from_numpy(np.ascontiguousarray(s.image)).permute(2, 0, 1) for s in samples],
-                      size_divisor)
+    return pad_images([torch.from_numpy(writable(s.image)).permute(2, 0, 1) for s in samples], size_divisor)
+
+
+def writable(a: np.ndarray) -> np.ndarray:
+    """``a`` contiguous and writable, copied only when it is not (torch warns on read-only arrays, e.g. images
+    decoded by PIL); the tensors made from it are only read."""
+    return a if a.flags.writeable and a.flags.c_contiguous else np.array(a, order="C", copy=True)
 
 
 def pad_images(images: Sequence[torch.Tensor], size_divisor: int = 1) -> tuple[torch.Tensor, list[tuple[int, int]]]:

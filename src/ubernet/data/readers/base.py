@@ -211,8 +211,8 @@ def load_npy(p: Path) -> np.ndarray:
     """The array of a ``.npy`` file (no pickled objects); DataError naming the file when it cannot be read."""
     try:
         return np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{p}: unreadable .npy ({e})") from None
+    except (OSError, ValueError, EOFError) as e:  # a 0-byte file raises EOFError
+        raise DataError(f"{p}: unreadable .npy ({e or 'empty file'})") from None
 
 
 def valid_depth(d: np.ndarray) -> np.ndarray:

@@ -193,7 +193,7 @@ def _load_mat_records(
         idx = [int(i) - 1 for i in np.asarray(load_mat(splits_mat, [key])[key]).reshape(-1)]
     cmap = None
     if class_map is not None:
-        cmap = np.load(class_map) if isinstance(class_map, (str, Path)) else np.asarray(class_map)
+        cmap = load_npy(Path(class_map)) if isinstance(class_map, (str, Path)) else np.asarray(class_map)
     labelled = ["depth"] + (["semseg"] if cmap is not None and "labels" in f else [])
     labelled = [t for t in labelled if tasks is None or t in tasks]
     m = dict(meta, class_map=cmap)
