@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ubernet.errors import ConfigError
+from ubernet.hardware import PRECISIONS
 
 
 @dataclass
@@ -279,7 +280,7 @@ def validate(cfg: Config) -> None:
     _choice("train.combine", cfg.train.combine, ("sum", "pcgrad"))
     _choice("train.weighting", cfg.train.weighting, ("fixed", "uncertainty"))
     _choice("train.rule", cfg.train.rule, ("sgd", "adamw"))
-    _choice("train.precision", cfg.train.precision, ("auto", "fp32", "bf16"))
+    _choice("train.precision", cfg.train.precision, PRECISIONS)
     _choice("train.allocator", cfg.train.allocator, ("retain", "system"))
     _choice("train.schedule.kind", cfg.train.schedule.kind, ("constant", "step", "poly", "cosine"))
     _choice("model.tap_norm", cfg.model.tap_norm, ("bn", "none"))

@@ -100,7 +100,7 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
     ckpt = CheckpointHook(ckpt_path, cfg.train.checkpoint_every, extra_meta=lambda: meta)
     trainer.hooks = [ProgressHook(cfg.train.steps, progress and cfg.train.progress),
                      CSVLogHook(out / "log.csv", cfg.train.log_every, tensorboard_dir=out / "tb"), ckpt, evals]
-    if resume and ckpt_path.exists():
+    if resume:  # its checkpoint exists (checked above)
         tensors, state = load_checkpoint(ckpt_path)
         try:
             trainer.load_state(tensors, state)
@@ -123,11 +123,11 @@ def run_training(cfg: Config, out_dir: str | Path, *, resume: bool = False, prog
                            f"non-finite loss or gradient and were dropped, so {ckpt_path} holds the weights of step "
                            f"{n - k}; lower train.lr (now {cfg.train.lr:g}) or check the data, then train again")
     if trainer.step_count < cfg.train.steps:
-        why = trainer.interrupted or "a stop on another rank"
+        sig = trainer.interrupted
+        why = signal.Signals(sig).name if sig is not None else "a stop on another rank"
         raise Interrupted(f"interrupted by {why} at step {trainer.step_count} of {cfg.train.steps}; "
                           f"{ckpt_path} holds that step: continue with `ubernet train --config "
-                          f"{out / 'config.yaml'} --out {out} --resume`",
-                          EXIT_STATUS.get(getattr(signal, trainer.interrupted or "", None), 143))
+                          f"{out / 'config.yaml'} --out {out} --resume`", EXIT_STATUS.get(sig, 143))
     t_train = time.time() - t0
     t0 = time.time()
     final = evals.history[-1][1]

@@ -135,9 +135,9 @@ def run_speed(args: argparse.Namespace) -> int:
 
     cfg = speed_config(args)
     result = measure(cfg, progress=_say)
-    result["runtime"] = cfg.runtime
     if cfg.runtime is not None and "cpu" in cfg.runtime:
-        cfg.runtime["cpu"]["threads"] = result.get("threads", cfg.runtime["cpu"]["threads"])
+        cfg.runtime["cpu"]["threads"] = result.get("threads", cfg.runtime["cpu"]["threads"])  # --threads applied
+    result["runtime"] = cfg.runtime
     if args.config is not None:
         result["config"] = str(args.config)
         result["overrides"] = list(args.overrides)

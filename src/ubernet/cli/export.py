@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ubernet.cli.runtime import start
 from ubernet.cli.tables import add_weights_arg
 from ubernet.errors import UbernetError
 
@@ -22,9 +21,10 @@ def add_parser(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ubernet.export import export_onnx
+    from ubernet.hardware import Precision, announce, cpu_info
     from ubernet.run import load_model
 
-    start("export", "fp32")
+    announce("export", Precision("fp32", args.precision, "ONNX graphs are traced and checked in fp32", cpu=cpu_info()))
     model, _ = load_model(args.checkpoint, weights=args.weights)
     diffs = export_onnx(model, args.onnx, size=tuple(args.size), opset=args.opset)
     print(f"wrote {args.onnx}")

@@ -109,7 +109,7 @@ class Trainer:
         self.skipped = 0
         self.pcgrad_rng = random.Random(seed)
         self.stop_requested = False
-        self.interrupted: str | None = None  # the signal that asked the run to stop (ubernet.train.interrupts)
+        self.interrupted: int | None = None  # the signal that asked the run to stop (ubernet.train.interrupts)
         self.max_skipped_in_a_row = max_skipped_in_a_row
         self.skipped_in_a_row = 0
         self.diverged = False

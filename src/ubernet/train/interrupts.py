@@ -33,17 +33,17 @@ class Interrupted(UbernetError):
 
 @contextmanager
 def stop_on_signals(trainer: Any) -> Iterator[None]:
-    """While inside, SIGINT and SIGTERM set ``trainer.stop_requested`` and ``trainer.interrupted`` (the signal's
-    name) instead of ending the process. Handlers can only be installed from the main thread; elsewhere this
+    """While inside, SIGINT and SIGTERM set ``trainer.stop_requested`` and ``trainer.interrupted`` (the signal)
+    instead of ending the process. Handlers can only be installed from the main thread; elsewhere this
     does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGINT and getattr(trainer, "interrupted", None) == "SIGINT":
+        if signum == signal.SIGINT and getattr(trainer, "interrupted", None) == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: out now
-        trainer.interrupted = signal.Signals(signum).name
+        trainer.interrupted = signal.Signals(signum)
         trainer.stop_requested = True
 
     previous = {s: signal.signal(s, ask_to_stop) for s in EXIT_STATUS}
